@@ -1,0 +1,2 @@
+#include <cstdio>
+int main() { std::puts("k2mlx"); return 0; }

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Installs everything k2mlx needs on a fresh machine and builds it.
+# Linux: Debian packages for the C++ libraries, a git-ignored Python venv (.deps/venv) holding the
+# pinned mlx[cpu] wheel (which also provides the C++ headers, libmlx and MLX's CMake package) and
+# mlx-lm (the reference implementation the tests compare against). macOS: see README.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$here"
+
+MLX_VERSION=0.32.4
+MLX_LM_VERSION=0.32.2
+venv="$here/.deps/venv"
+
+log() { printf '[setup] %s\n' "$*"; }
+
+install_system_packages() {
+  local pkgs=(build-essential cmake ninja-build pkg-config nlohmann-json3-dev libcli11-dev
+              libfmt-dev libspdlog-dev libgtest-dev libgmock-dev libpcre2-dev libcpp-httplib-dev)
+  local missing=()
+  for p in "${pkgs[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    log "installing Debian packages: ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+}
+
+install_python_env() {
+  if [ ! -x "$venv/bin/python" ]; then
+    log "creating $venv"
+    python3 -m venv "$venv"
+  fi
+  local want="mlx==$MLX_VERSION mlx-lm==$MLX_LM_VERSION"
+  if ! "$venv/bin/python" -c "import mlx.core, mlx_lm, numpy, pytest" >/dev/null 2>&1; then
+    log "installing mlx[cpu]==$MLX_VERSION, mlx-lm==$MLX_LM_VERSION and test tools"
+    "$venv/bin/pip" install -q --upgrade pip
+    "$venv/bin/pip" install -q -r "$here/scripts/requirements.txt"
+  fi
+}
+
+build() {
+  local mlx_root
+  mlx_root="$("$venv/bin/python" -c 'import mlx, os; print(os.path.join(list(mlx.__path__)[0]))')"
+  log "configuring with MLX at $mlx_root"
+  cmake -S "$here" -B "$here/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMLX_ROOT="$mlx_root" >/dev/null
+  log "building"
+  cmake --build "$here/build" -j "$(nproc)"
+}
+
+case "$(uname -s)" in
+  Linux) install_system_packages ;;
+  Darwin) log "macOS: expecting Homebrew packages (see README); not installing system packages" ;;
+esac
+install_python_env
+build
+log "done"

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Runs every test: sets up and builds (scripts/setup.sh, idempotent), then the GoogleTest unit tests
+# (ctest) and the Python parity / equivalence suite (pytest against mlx-lm on tiny checkpoints).
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+"$here/scripts/setup.sh"
+echo "== unit tests (ctest) =="
+ctest --test-dir "$here/build" --output-on-failure -j 2
+echo "== parity and equivalence tests (pytest) =="
+cd "$here"
+"$here/.deps/venv/bin/python" -m pytest -q tests/python "$@"

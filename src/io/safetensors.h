@@ -1,0 +1,68 @@
+// Reading one .safetensors file: strict header parsing (hostile input is rejected with a clear
+// error before any tensor is touched) and reading single tensors into MLX arrays on demand.
+// Does not know about shards, model layouts or quantization (see checkpoint.h, model/weights.h).
+#pragma once
+
+#include <cstdint>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "mlx/array.h"
+
+namespace k2 {
+
+// The dtypes a safetensors header may name. F8 types load as raw bytes (uint8 arrays).
+enum class StDtype { F64, F32, F16, BF16, I64, I32, I16, I8, U64, U32, U16, U8, BOOL, F8_E4M3, F8_E5M2 };
+
+const char* to_string(StDtype dtype);
+size_t dtype_size(StDtype dtype);
+
+struct TensorInfo {
+  std::string name;
+  StDtype dtype;
+  std::vector<int64_t> shape;
+  uint64_t offset = 0;  // absolute byte offset of the data in the file
+  uint64_t nbytes = 0;
+
+  int64_t numel() const;
+  std::string shape_string() const;  // "[163840, 896]"
+};
+
+// Parses and validates a header (the JSON text after the 8-byte length) against the size of the data
+// section. Throws CheckpointError naming `file` for bad JSON, unknown dtypes, negative or overflowing
+// shapes, offsets past the end, sizes that do not match dtype x shape, and overlapping tensors.
+std::map<std::string, TensorInfo> parse_safetensors_header(const std::string& header_json,
+                                                           uint64_t data_size, uint64_t data_start,
+                                                           const std::string& file);
+
+class SafetensorsFile {
+ public:
+  // Opens the file and validates its header. Throws CheckpointError on any problem.
+  explicit SafetensorsFile(std::string path);
+
+  const std::string& path() const { return path_; }
+  const std::map<std::string, TensorInfo>& tensors() const { return tensors_; }
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  bool contains(const std::string& name) const { return tensors_.count(name) != 0; }
+  const TensorInfo& info(const std::string& name) const;
+
+  // Reads one tensor's bytes from disk into a new array (F8 types as uint8). Thread-safe.
+  mlx::core::array read(const std::string& name);
+
+ private:
+  std::string path_;
+  uint64_t file_size_ = 0;
+  std::map<std::string, TensorInfo> tensors_;
+  std::map<std::string, std::string> metadata_;
+  std::ifstream stream_;
+  std::mutex read_mutex_;
+};
+
+// Largest header we accept (MLX's own loader uses the same bound).
+inline constexpr uint64_t kMaxSafetensorsHeader = 100ull * 1024 * 1024;
+
+}  // namespace k2
