@@ -1,0 +1,102 @@
+// `k2mlx inspect`: what a model folder holds and what running it costs, from headers only:
+// config summary, quantization per tensor kind (and disagreements with config.json), bytes per
+// layer, and the predicted memory of a layer range at a context length.
+#include <memory>
+
+#include <fmt/format.h>
+
+#include "commands.h"
+#include "common.h"
+#include "core/error.h"
+#include "mlx/mlx.h"
+#include "model/footprint.h"
+#include "model/kv_cache.h"
+
+namespace k2::cli {
+namespace mx = mlx::core;
+
+namespace {
+
+struct InspectFlags {
+  std::string model_dir;
+  std::string layers;
+  int context = 40000;
+  int prefill_chunk = 512;
+  std::string dtype = "bfloat16";
+  bool per_layer = false;
+};
+
+}  // namespace
+
+Command add_inspect(CLI::App& app) {
+  auto f = std::make_shared<InspectFlags>();
+  CLI::App* cmd = app.add_subcommand("inspect", "Describe a model folder and predict the memory a layer range needs");
+  cmd->add_option("--model,-m", f->model_dir, "Model folder")->required();
+  cmd->add_option("--layers", f->layers, "Layer range FIRST:LAST to predict memory for (default: all)");
+  cmd->add_option("--context", f->context, "Context length (tokens) for the KV-cache prediction")->capture_default_str();
+  cmd->add_option("--prefill-chunk", f->prefill_chunk, "Prefill chunk size assumed for the workspace")
+      ->capture_default_str();
+  cmd->add_option("--dtype", f->dtype, "Activation / KV-cache dtype assumed: bfloat16, float16 or float32")
+      ->capture_default_str();
+  cmd->add_flag("--per-layer", f->per_layer, "List the bytes of every layer");
+  return [f]() {
+    if (f->context < 1) throw InputError(fmt::format("--context must be positive, got {}", f->context));
+    const mx::Dtype dt = resolve_dtype(f->dtype);
+    const ModelConfig c = load_model_config(f->model_dir);
+    const Checkpoint ck(f->model_dir);
+    const Footprint fp = measure_checkpoint(ck, c);
+    const int n = c.num_hidden_layers;
+    auto [first, last] = f->layers.empty() ? std::pair{0, n} : parse_range(f->layers, n);
+
+    fmt::print("model: {} ({}), {} layers ({} dense, {} MoE), hidden {}, {} heads, vocab {}\n", f->model_dir,
+               c.model_type, n, [&] { int d = 0; for (int i = 0; i < n; ++i) d += !c.is_moe_layer(i); return d; }(),
+               [&] { int m = 0; for (int i = 0; i < n; ++i) m += c.is_moe_layer(i); return m; }(), c.hidden_size,
+               c.num_attention_heads, c.vocab_size);
+    fmt::print("MLA: q_lora_rank {}, kv_lora_rank {}, qk_nope {} + rope {}, v {}, softmax scale {:.6f}\n",
+               c.q_lora_rank, c.kv_lora_rank, c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim, c.softmax_scale());
+    if (c.n_routed_experts)
+      fmt::print("MoE: {} routed experts (top {}, groups {}/{}), {} shared, width {}, scaling {}\n", c.n_routed_experts,
+                 c.num_experts_per_tok, c.topk_group, c.n_group, c.n_shared_experts, c.moe_intermediate_size,
+                 c.routed_scaling_factor);
+    if (c.rope_scaling)
+      fmt::print("RoPE: theta {}, YaRN factor {}, beta {}/{}, original context {}\n", c.rope_theta,
+                 c.rope_scaling->factor, c.rope_scaling->beta_fast, c.rope_scaling->beta_slow,
+                 c.rope_scaling->original_max_position_embeddings);
+    fmt::print("declared quantization: {}{}\n",
+               c.quantization.global ? fmt::format("{}-bit group {} {}", c.quantization.global->bits,
+                                                   c.quantization.global->group_size, c.quantization.global->mode)
+                                     : (c.quantization.quant_method.empty() ? "none" : c.quantization.quant_method),
+               c.quantization.overrides.empty() ? "" : fmt::format(", {} per-module overrides", c.quantization.overrides.size()));
+    fmt::print("stop tokens: {}\n", fmt::format("{}", fmt::join(c.eos_token_ids, ", ")));
+    fmt::print("\n{} tensors in {} file(s)\n", ck.names().size(), ck.shard_count());
+    fmt::print("{:<36} {:>12}  {}\n", "tensor kind", "bytes", "formats found");
+    for (const auto& k : fp.kinds) {
+      std::string formats;
+      for (const auto& [name, count] : k.formats) formats += fmt::format("{}{} x{}", formats.empty() ? "" : "; ", name, count);
+      fmt::print("{:<36} {:>12}  {}\n", k.kind, format_bytes(static_cast<double>(k.bytes)), formats);
+      if (k.disagreements)
+        fmt::print("{:<36} {:>12}  {} disagree with config.json, e.g. {}\n", "", "", k.disagreements,
+                   k.example_disagreement);
+    }
+    if (f->per_layer)
+      for (int i = 0; i < n; ++i)
+        fmt::print("layer {:>3} ({}): {}\n", i, c.is_moe_layer(i) ? "MoE  " : "dense", format_bytes(static_cast<double>(fp.layer_bytes[i])));
+    fmt::print("\nweights: {} in total (embedding {}, norm + lm_head {}", format_bytes(static_cast<double>(fp.total())),
+               format_bytes(static_cast<double>(fp.embed_bytes)), format_bytes(static_cast<double>(fp.head_bytes)));
+    if (fp.ignored_bytes) fmt::print(", plus {} unused, e.g. an MTP layer", format_bytes(static_cast<double>(fp.ignored_bytes)));
+    fmt::print(")\n");
+
+    const size_t w = fp.range_bytes(first, last, first == 0, last == n);
+    const RuntimeMemory rt = estimate_runtime_memory(c, last - first, f->context, f->prefill_chunk, mx::size_of(dt), last == n);
+    fmt::print("KV cache: {} per token for all {} layers at {} ({} B)\n",
+               format_bytes(static_cast<double>(kv_bytes_per_token(c, n, mx::size_of(dt)))), n, f->dtype,
+               kv_bytes_per_token(c, n, mx::size_of(dt)));
+    fmt::print("layers [{}, {}) at {} tokens of context: weights {} + KV cache {} + workspace {} = {}\n", first, last,
+               f->context, format_bytes(static_cast<double>(w)), format_bytes(static_cast<double>(rt.kv_cache)),
+               format_bytes(static_cast<double>(rt.workspace)),
+               format_bytes(static_cast<double>(w + rt.kv_cache + rt.workspace)));
+    return 0;
+  };
+}
+
+}  // namespace k2::cli

@@ -1,0 +1,140 @@
+// Shared CLI plumbing: flag definitions, parsing of id lists and ranges, and the progress bar.
+#include "common.h"
+
+#include <chrono>
+#include <cstdio>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include "core/error.h"
+#include "mlx/mlx.h"
+
+namespace k2::cli {
+namespace mx = mlx::core;
+
+void ModelFlags::add_to(CLI::App& app) {
+  app.add_option("--model,-m", model_dir, "Model folder: config.json + .safetensors (MLX, FP8, INT4 or bf16)")
+      ->required();
+  app.add_option("--dtype", dtype,
+                 "Compute dtype for activations and unquantized weights: auto (bfloat16 on a GPU, float32 on "
+                 "the CPU backend, where it is faster), float32, bfloat16, float16")
+      ->capture_default_str();
+  app.add_option("--fp8-requantize", fp8_requantize,
+                 "For the original FP8 release: re-quantize every FP8 matrix at load to MLX affine BITS[:GROUP] "
+                 "(e.g. 4:64) instead of dequantizing it to --dtype");
+  app.add_flag("--quiet,-q", quiet, "No progress bar or statistics on stderr");
+}
+
+mx::Dtype resolve_dtype(const std::string& name) {
+  if (name == "auto") return mx::is_available(mx::Device::gpu) ? mx::bfloat16 : mx::float32;
+  if (name == "float32") return mx::float32;
+  if (name == "bfloat16") return mx::bfloat16;
+  if (name == "float16") return mx::float16;
+  throw InputError(fmt::format("--dtype '{}' is not one of auto, float32, bfloat16, float16", name));
+}
+
+LoadOptions ModelFlags::load_options() const {
+  LoadOptions o;
+  o.dtype = resolve_dtype(dtype);
+  if (!fp8_requantize.empty()) {
+    QuantSpec q;
+    const auto colon = fp8_requantize.find(':');
+    try {
+      q.bits = std::stoi(fp8_requantize.substr(0, colon));
+      if (colon != std::string::npos) q.group_size = std::stoi(fp8_requantize.substr(colon + 1));
+    } catch (const std::exception&) {
+      throw InputError(fmt::format("--fp8-requantize '{}' is not BITS[:GROUP]", fp8_requantize));
+    }
+    if (!(q.bits == 2 || q.bits == 3 || q.bits == 4 || q.bits == 5 || q.bits == 6 || q.bits == 8) ||
+        !(q.group_size == 32 || q.group_size == 64 || q.group_size == 128))
+      throw InputError(fmt::format("--fp8-requantize {}: bits must be 2,3,4,5,6,8 and group 32,64,128", fp8_requantize));
+    o.fp8_requantize = q;
+  }
+  return o;
+}
+
+std::vector<int> parse_ids(const std::string& text) {
+  std::vector<int> ids;
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    size_t end = text.find(',', pos);
+    if (end == std::string::npos) end = text.size();
+    std::string item = text.substr(pos, end - pos);
+    while (!item.empty() && item.front() == ' ') item.erase(item.begin());
+    while (!item.empty() && item.back() == ' ') item.pop_back();
+    if (item.empty()) throw InputError(fmt::format("--ids '{}': empty element", text));
+    size_t used = 0;
+    long v = 0;
+    try {
+      v = std::stol(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != item.size() || v < 0 || v > 2'000'000'000)
+      throw InputError(fmt::format("--ids: '{}' is not a non-negative token id", item));
+    ids.push_back(static_cast<int>(v));
+    pos = end + 1;
+  }
+  return ids;
+}
+
+std::pair<int, int> parse_range(const std::string& text, int n) {
+  const auto colon = text.find(':');
+  if (colon == std::string::npos) throw InputError(fmt::format("layer range '{}' is not FIRST:LAST", text));
+  auto part = [&](const std::string& s, int fallback) {
+    if (s.empty()) return fallback;
+    try {
+      size_t used = 0;
+      int v = std::stoi(s, &used);
+      if (used == s.size()) return v;
+    } catch (const std::exception&) {
+    }
+    throw InputError(fmt::format("layer range '{}': '{}' is not a number", text, s));
+  };
+  const int a = part(text.substr(0, colon), 0), b = part(text.substr(colon + 1), n);
+  if (a < 0 || b > n || a >= b)
+    throw InputError(fmt::format("layer range {}:{} is not within the model's {} layers", a, b, n));
+  return {a, b};
+}
+
+std::string format_bytes(double bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (bytes >= 1024.0 && u < 4) {
+    bytes /= 1024.0;
+    ++u;
+  }
+  return u == 0 ? fmt::format("{:.0f} B", bytes) : fmt::format("{:.2f} {}", bytes, units[u]);
+}
+
+Model load_model(const ModelFlags& flags, LoadOptions options) {
+  const bool bar = !flags.quiet && isatty(fileno(stderr));
+  const auto start = std::chrono::steady_clock::now();
+  auto last_draw = start;
+  if (bar)
+    options.progress = [&](size_t done, size_t total) {
+      const auto now = std::chrono::steady_clock::now();
+      if (done != total && now - last_draw < std::chrono::milliseconds(100)) return;
+      last_draw = now;
+      const double frac = total ? static_cast<double>(done) / total : 1.0;
+      const int width = 30, filled = static_cast<int>(frac * width);
+      const double secs = std::chrono::duration<double>(now - start).count();
+      fmt::print(stderr, "\rloading [{}{}] {:3.0f}% {} / {}  {:.0f} MB/s ", std::string(filled, '#'),
+                 std::string(width - filled, ' '), frac * 100, format_bytes(done), format_bytes(total),
+                 secs > 0 ? done / secs / 1e6 : 0.0);
+    };
+  options.warn = [&](const std::string& msg) {
+    if (!flags.quiet) fmt::print(stderr, "{}note: {}\n", bar ? "\n" : "", msg);
+  };
+  Model m = Model::load(flags.model_dir, options);
+  if (bar) fmt::print(stderr, "\n");
+  if (!flags.quiet)
+    fmt::print(stderr, "loaded {} layers [{}, {}) in {:.1f} s, {} of weights\n", m.last_layer() - m.first_layer(),
+               m.first_layer(), m.last_layer(),
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
+               format_bytes(static_cast<double>(m.weights().nbytes())));
+  return m;
+}
+
+}  // namespace k2::cli

@@ -1,0 +1,37 @@
+// The generation loop: prefill, then sample / decode until a stop token or the token limit, with the
+// next step computed while the current token is handed to the caller (double buffering).
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "engine/sampler.h"
+#include "engine/session.h"
+
+namespace k2 {
+
+struct GenerateOptions {
+  int max_tokens = 256;
+  int prefill_chunk = 512;
+  std::vector<int> stop_tokens;  // generation ends when one is sampled (it is not emitted)
+};
+
+struct GenerationStats {
+  std::vector<int> tokens;       // generated ids (without the stop token)
+  std::string finish_reason;     // "stop", "length" or "cancelled"
+  int prompt_tokens = 0;
+  double prefill_seconds = 0.0;  // until the first token is known
+  double decode_seconds = 0.0;   // from the first token to the end
+  size_t peak_memory = 0;        // bytes, as MLX reports
+  double prefill_tps() const { return prefill_seconds > 0 ? prompt_tokens / prefill_seconds : 0.0; }
+  double decode_tps() const {
+    return decode_seconds > 0 && tokens.size() > 1 ? (tokens.size() - 1) / decode_seconds : 0.0;
+  }
+};
+
+// on_token returns false to cancel. Throws InputError for bad prompts or parameters.
+GenerationStats generate(Session& session, const std::vector<int>& prompt, Sampler& sampler,
+                         const GenerateOptions& options, const std::function<bool(int)>& on_token);
+
+}  // namespace k2

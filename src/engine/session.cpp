@@ -1,0 +1,71 @@
+// Session: prefill in chunks (cache evaluated and allocator cache released between chunks, as
+// mlx-lm's generate_step does) and single-token decode on the latent cache.
+#include "engine/session.h"
+
+#include <fmt/format.h>
+
+#include "core/error.h"
+#include "mlx/mlx.h"
+
+namespace k2 {
+namespace mx = mlx::core;
+
+Session::Session(const Model& model) : model_(model), cache_(model.make_cache()) {
+  if (!model.has_embedding() || !model.has_head())
+    throw Error("a single-machine session needs a model with the embedding and the lm_head loaded");
+}
+
+void Session::check_capacity(size_t extra) const {
+  const size_t limit = static_cast<size_t>(model_.config().max_position_embeddings);
+  if (static_cast<size_t>(length()) + extra > limit)
+    throw InputError(fmt::format("{} tokens exceed the model's context of {} (max_position_embeddings)",
+                                 length() + extra, limit));
+}
+
+mx::array Session::forward(const mx::array& ids) {
+  return model_.head(model_.run_layers(model_.embed(ids), cache_));
+}
+
+mx::array Session::prefill(const std::vector<int>& ids, int chunk, bool all_positions) {
+  if (ids.empty()) throw InputError("prefill needs at least one token");
+  check_capacity(ids.size());
+  const int vocab = model_.config().vocab_size;
+  for (int id : ids)
+    if (id < 0 || id >= vocab) throw InputError(fmt::format("token id {} is outside the vocabulary [0, {})", id, vocab));
+  const int n = static_cast<int>(ids.size());
+  const int step = chunk <= 0 ? n : chunk;
+  std::vector<mx::array> all;
+  mx::array last = mx::array(0.0f);
+  for (int start = 0; start < n; start += step) {
+    const int len = std::min(step, n - start);
+    mx::array chunk_ids(ids.data() + start, mx::Shape{1, len}, mx::int32);
+    mx::array logits = forward(chunk_ids);  // [1, len, vocab]
+    if (all_positions) {
+      all.push_back(mx::reshape(logits, {len, vocab}));
+      mx::eval(all.back());
+    } else if (start + len == n) {
+      last = mx::reshape(mx::slice(logits, {0, len - 1, 0}, {1, len, vocab}), {vocab});
+    }
+    if (start + len < n) {
+      mx::eval(cache_.state());
+      mx::clear_cache();
+    }
+  }
+  if (all_positions) return all.size() == 1 ? all.front() : mx::concatenate(all, 0);
+  return last;
+}
+
+mx::array Session::decode_step(const mx::array& token) {
+  check_capacity(1);
+  mx::array ids = mx::reshape(mx::astype(token, mx::int32), {1, 1});
+  return mx::reshape(forward(ids), {model_.config().vocab_size});
+}
+
+mx::array Session::decode_step(int token) {
+  const int vocab = model_.config().vocab_size;
+  if (token < 0 || token >= vocab)
+    throw InputError(fmt::format("token id {} is outside the vocabulary [0, {})", token, vocab));
+  return decode_step(mx::array(token, mx::int32));
+}
+
+}  // namespace k2

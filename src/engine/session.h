@@ -1,0 +1,40 @@
+// A conversation's state on one model: the tokens so far and their KV cache. prefill() feeds
+// prompt tokens (in chunks), decode_step() feeds one token; both return next-token logits.
+// The cache belongs here, not to the model, so several sessions can share one loaded model.
+#pragma once
+
+#include <optional>
+#include <vector>
+
+#include "mlx/array.h"
+#include "model/model.h"
+
+namespace k2 {
+
+class Session {
+ public:
+  explicit Session(const Model& model);
+
+  // Runs `ids` through the model `chunk` tokens at a time (0 = all at once), appending to the cache.
+  // Returns float logits [vocab] for the last position, or [n, vocab] for every new position when
+  // all_positions is set. Evaluates the cache after each chunk to bound memory.
+  mlx::core::array prefill(const std::vector<int>& ids, int chunk = 512, bool all_positions = false);
+
+  // One token (possibly still being computed: a lazy scalar) -> logits [vocab] (lazy).
+  mlx::core::array decode_step(const mlx::core::array& token);
+  mlx::core::array decode_step(int token);
+
+  int length() const { return cache_.offset(); }
+  const KvCache& cache() const { return cache_; }
+  void trim_to(int length) { cache_.trim_to(length); }
+  const Model& model() const { return model_; }
+
+ private:
+  mlx::core::array forward(const mlx::core::array& ids);  // [1, L] -> logits [1, L, vocab]
+  void check_capacity(size_t extra) const;
+
+  const Model& model_;
+  KvCache cache_;
+};
+
+}  // namespace k2

@@ -1,0 +1,57 @@
+// Pre-norm decoder blocks (spec §3.1): h += Attn(RMSNorm(h)); h += FFN(RMSNorm(h)); final RMSNorm and
+// an untied lm_head on the last stage.
+#include "model/model.h"
+
+#include <fmt/format.h>
+
+#include "core/error.h"
+#include "mlx/mlx.h"
+#include "model/attention.h"
+#include "model/moe.h"
+
+namespace k2 {
+namespace mx = mlx::core;
+
+Model::Model(ModelConfig config, ModelWeights weights)
+    : config_(std::move(config)), weights_(std::move(weights)), rope_(config_), dtype_(mx::float32) {
+  if (weights_.embed_tokens) dtype_ = weights_.embed_tokens->w.quantized() ? weights_.embed_tokens->w.scales->dtype()
+                                                                          : weights_.embed_tokens->w.weight.dtype();
+  else if (!weights_.layers.empty()) dtype_ = weights_.layers.front().input_layernorm.dtype();
+  else if (weights_.norm) dtype_ = weights_.norm->dtype();
+}
+
+Model Model::load(const std::filesystem::path& dir, const LoadOptions& options) {
+  ModelConfig config = load_model_config(dir);
+  Checkpoint ckpt(dir);
+  ModelWeights weights = load_weights(ckpt, config, options);
+  Model m(std::move(config), std::move(weights));
+  m.dtype_ = options.dtype;
+  return m;
+}
+
+mx::array Model::embed(const mx::array& ids) const {
+  if (!weights_.embed_tokens) throw Error("this model stage has no embedding (it is not the first stage)");
+  return mx::astype(weights_.embed_tokens->lookup(ids), dtype_);
+}
+
+mx::array Model::run_layers(const mx::array& h_in, KvCache& cache) const {
+  if (cache.first_layer() != first_layer() || cache.last_layer() != last_layer())
+    throw Error(fmt::format("cache covers layers [{}, {}) but the model runs [{}, {})", cache.first_layer(),
+                            cache.last_layer(), first_layer(), last_layer()));
+  const float eps = static_cast<float>(config_.rms_norm_eps);
+  mx::array h = h_in;
+  for (const LayerWeights& l : weights_.layers) {
+    h = mx::add(h, mla_attention(config_, rope_, l.attn, mx::fast::rms_norm(h, l.input_layernorm, eps),
+                                 cache.layer(l.index)));
+    mx::array x = mx::fast::rms_norm(h, l.post_attention_layernorm, eps);
+    h = mx::add(h, l.moe ? moe_forward(config_, *l.moe, x) : swiglu_mlp(*l.mlp, x));
+  }
+  return h;
+}
+
+mx::array Model::head(const mx::array& h) const {
+  if (!weights_.lm_head) throw Error("this model stage has no lm_head (it is not the last stage)");
+  return (*weights_.lm_head)(mx::fast::rms_norm(h, *weights_.norm, static_cast<float>(config_.rms_norm_eps)));
+}
+
+}  // namespace k2

@@ -1,0 +1,393 @@
+// Weight binding: finds each module's tensors in whichever layout the checkpoint uses, checks
+// shapes against config.json, converts (FP8 blocks, INT4 compressed-tensors, kv_b split, expert
+// stacking) the way mlx-lm's deepseek_v3.sanitize defines the model tree, and casts to the compute dtype.
+#include "model/weights.h"
+
+#include <map>
+#include <set>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "core/error.h"
+#include "mlx/mlx.h"
+#include "model/quant.h"
+#include "model/weight_keys.h"
+
+namespace k2 {
+namespace mx = mlx::core;
+
+namespace {
+
+bool is_float(StDtype d) { return d == StDtype::F32 || d == StDtype::F16 || d == StDtype::BF16 || d == StDtype::F64; }
+
+std::string shape_str(const std::vector<int64_t>& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
+
+// A weight as read from disk, before the compute-dtype cast.
+struct RawWeight {
+  WeightTensor t;
+  bool from_fp8 = false;
+};
+
+class Binder {
+ public:
+  Binder(const Checkpoint& ckpt, const ModelConfig& c, const LoadOptions& o)
+      : ck_(ckpt), c_(c), o_(o), prefix_(c.weight_prefix) {}
+
+  std::string key(const std::string& path) const { return prefix_ + path; }
+  bool has(const std::string& path) const { return ck_.contains(key(path)); }
+
+  // --- byte accounting for the progress callback ---
+  void set_total(size_t total) { total_ = total; }
+  void count(const std::string& name) {
+    done_ += ck_.info(key(name)).nbytes;
+    if (o_.progress) o_.progress(done_, total_);
+  }
+
+  // A 1-D float vector (norm weights, router bias), cast to `dtype`.
+  mx::array vector(const std::string& name, int64_t n, mx::Dtype dtype) {
+    const TensorInfo& ti = info(name);
+    if (!is_float(ti.dtype) || ti.shape != std::vector<int64_t>{n})
+      throw CheckpointError(fmt::format("tensor '{}': expected a float vector [{}] from config.json, found {} {}",
+                                        key(name), n, to_string(ti.dtype), ti.shape_string()));
+    mx::array a = mx::astype(ck_.read(key(name)), dtype);
+    mx::eval(a);
+    count(name);
+    return a;
+  }
+
+  // A matrix [lead..., out, in] in any stored format.
+  RawWeight raw(const std::string& module, std::vector<int64_t> lead, int64_t out, int64_t in) {
+    std::vector<int64_t> logical = lead;
+    logical.push_back(out);
+    logical.push_back(in);
+    if (has(module + keys::kPacked)) return raw_int4(module, logical);
+    if (has(module + keys::kScales)) return raw_mlx(module, logical);
+    if (!has(module + keys::kWeight))
+      throw CheckpointError(fmt::format(
+          "{}: module '{}' not found (looked for {}.weight, .scales, .weight_scale_inv, .weight_packed)",
+          ck_.dir().string(), key(module), key(module)));
+    if (has(module + keys::kScaleInv)) return raw_fp8(module, logical);
+    const TensorInfo& ti = info(module + keys::kWeight);
+    if (!is_float(ti.dtype))
+      throw CheckpointError(fmt::format("tensor '{}': dtype {} is not a float type and no .scales or "
+                                        ".weight_scale_inv accompanies it", ti.name, to_string(ti.dtype)));
+    if (ti.shape != logical)
+      throw CheckpointError(fmt::format("tensor '{}': shape {} does not match {} expected from config.json",
+                                        ti.name, ti.shape_string(), shape_str(logical)));
+    RawWeight r{WeightTensor{ck_.read(ti.name), std::nullopt, std::nullopt, std::nullopt}};
+    count(module + keys::kWeight);
+    return r;
+  }
+
+  // Casts float parts to the compute dtype (re-quantizing FP8 sources when asked) and evaluates.
+  WeightTensor finish(RawWeight r) {
+    WeightTensor& t = r.t;
+    if (r.from_fp8 && o_.fp8_requantize) {
+      auto q = mx::quantize(t.weight, o_.fp8_requantize->group_size, o_.fp8_requantize->bits, "affine");
+      t = WeightTensor{q[0], q[1], q[2], *o_.fp8_requantize};
+    }
+    if (t.quant) {
+      t.scales = mx::astype(*t.scales, scales_dtype());
+      if (t.biases) t.biases = mx::astype(*t.biases, scales_dtype());
+    } else {
+      t.weight = mx::astype(t.weight, o_.dtype);
+    }
+    std::vector<mx::array> outs{t.weight};
+    if (t.scales) outs.push_back(*t.scales);
+    if (t.biases) outs.push_back(*t.biases);
+    mx::eval(outs);
+    return t;
+  }
+
+  WeightTensor matrix(const std::string& module, std::vector<int64_t> lead, int64_t out, int64_t in) {
+    return finish(raw(module, std::move(lead), out, in));
+  }
+
+  // Report all quantization disagreements with config.json in one message.
+  void report() const {
+    if (disagreements_.empty() || !o_.warn) return;
+    o_.warn(fmt::format("{} tensor(s) are quantized differently from what config.json declares; using the "
+                        "format found in each tensor (first: {})",
+                        disagreements_.size(), *disagreements_.begin()));
+  }
+
+  const ModelConfig& config() const { return c_; }
+  const LoadOptions& options() const { return o_; }
+
+ private:
+  const TensorInfo& info(const std::string& name) const { return ck_.info(key(name)); }
+
+  // Quantization scales of fp modes are uint8 exponents and must not be cast.
+  mx::Dtype scales_dtype() const { return o_.dtype; }
+
+  RawWeight raw_mlx(const std::string& module, const std::vector<int64_t>& logical) {
+    const TensorInfo& w = info(module + keys::kWeight);
+    const TensorInfo& s = info(module + keys::kScales);
+    const bool has_biases = has(module + keys::kBiases);
+    const size_t n = logical.size();
+    auto mismatch = [&](const std::string& what) {
+      return CheckpointError(fmt::format(
+          "tensor '{}': {} (weight {} {}, scales {} {}; logical shape {} from config.json)", w.name, what,
+          to_string(w.dtype), w.shape_string(), to_string(s.dtype), s.shape_string(), shape_str(logical)));
+    };
+    if (w.dtype != StDtype::U32) throw mismatch("a quantized weight must be uint32");
+    if (w.shape.size() != n || s.shape.size() != n) throw mismatch("wrong number of dimensions");
+    for (size_t i = 0; i + 1 < n; ++i)
+      if (w.shape[i] != logical[i] || s.shape[i] != logical[i]) throw mismatch("leading dimensions differ");
+    if (has_biases && info(module + keys::kBiases).shape != s.shape) throw mismatch("biases and scales differ in shape");
+
+    PackedShapes ps{key(module), logical[n - 1], logical[n - 2], w.shape[n - 1], s.shape[n - 1], has_biases,
+                    w.shape_string(), s.shape_string()};
+    const auto declared = declared_quant_for(c_.quantization, key(module));
+    QuantSpec q = infer_quant_spec(ps, declared);
+    if (!declared || !(*declared == q))
+      disagreements_.insert(fmt::format("{}: config.json {}, tensors {}", key(module),
+                                        declared ? describe(*declared) : "unquantized", describe(q)));
+    WeightTensor t{ck_.read(w.name), ck_.read(s.name), std::nullopt, q};
+    count(module + keys::kWeight);
+    count(module + keys::kScales);
+    if (has_biases) {
+      t.biases = ck_.read(key(module + keys::kBiases));
+      count(module + keys::kBiases);
+    }
+    return RawWeight{std::move(t)};
+  }
+
+  // Original FP8 release: e4m3 bytes times a float32 scale per 128x128 block (spec §2.1),
+  // rounded to bf16 as DeepSeek's fp8_cast_bf16.py and mlx-lm's sanitize do.
+  RawWeight raw_fp8(const std::string& module, const std::vector<int64_t>& logical) {
+    const TensorInfo& w = info(module + keys::kWeight);
+    const TensorInfo& s = info(module + keys::kScaleInv);
+    const int64_t block = c_.quantization.weight_block_size.empty() ? 128 : c_.quantization.weight_block_size[0];
+    if (w.dtype != StDtype::F8_E4M3)
+      throw CheckpointError(fmt::format("tensor '{}': has a weight_scale_inv but dtype {} (expected F8_E4M3)",
+                                        w.name, to_string(w.dtype)));
+    if (logical.size() != 2 || w.shape != logical)
+      throw CheckpointError(fmt::format("tensor '{}': shape {} does not match {} expected from config.json",
+                                        w.name, w.shape_string(), shape_str(logical)));
+    const int64_t m = logical[0], n = logical[1];
+    const int64_t mb = (m + block - 1) / block, nb = (n + block - 1) / block;
+    if (s.shape != std::vector<int64_t>{mb, nb} || !is_float(s.dtype))
+      throw CheckpointError(fmt::format("tensor '{}': block scales {} {} do not fit weight {} with {}x{} blocks "
+                                        "(expected float [{}, {}])", s.name, to_string(s.dtype), s.shape_string(),
+                                        w.shape_string(), block, block, mb, nb));
+    mx::array wf = mx::from_fp8(ck_.read(w.name), mx::bfloat16);
+    mx::array scale = mx::astype(ck_.read(s.name), mx::float32);
+    const int pm = static_cast<int>(mb * block - m), pn = static_cast<int>(nb * block - n);
+    if (pm || pn) wf = mx::pad(wf, {{0, pm}, {0, pn}});
+    const int B = static_cast<int>(block);
+    wf = mx::reshape(wf, {static_cast<int>(mb), B, static_cast<int>(nb), B});  // [mb, 128, nb, 128]
+    wf = mx::multiply(wf, mx::reshape(scale, {static_cast<int>(mb), 1, static_cast<int>(nb), 1}));
+    wf = mx::reshape(wf, {static_cast<int>(mb * block), static_cast<int>(nb * block)});
+    wf = mx::astype(mx::slice(wf, {0, 0}, {static_cast<int>(m), static_cast<int>(n)}), mx::bfloat16);
+    count(module + keys::kWeight);
+    count(module + keys::kScaleInv);
+    return RawWeight{WeightTensor{wf, std::nullopt, std::nullopt, std::nullopt}, true};
+  }
+
+  // compressed-tensors pack-quantized INT4 (K2-Thinking, K2.5): signed int4 stored as unsigned
+  // nibbles u = q + 8, LSB first, eight per int32, group 32 symmetric; MLX affine 4-bit g32 with
+  // biases = -8·scale reads the same bits (spec §2.1, mlx-lm PR #593).
+  RawWeight raw_int4(const std::string& module, const std::vector<int64_t>& logical) {
+    const TensorInfo& w = info(module + keys::kPacked);
+    const TensorInfo& s = info(module + keys::kPackedScale);
+    if (logical.size() != 2 || w.shape.size() != 2 || s.shape.size() != 2 || w.shape[0] != logical[0] ||
+        w.shape[1] * 8 != logical[1] || s.shape[0] != logical[0] || !is_float(s.dtype) ||
+        (w.dtype != StDtype::I32 && w.dtype != StDtype::U32))
+      throw CheckpointError(fmt::format("tensor '{}': packed INT4 weight {} {} with scales {} does not fit the "
+                                        "logical shape {} from config.json (expected int32 [{}, {}])",
+                                        w.name, to_string(w.dtype), w.shape_string(), s.shape_string(),
+                                        shape_str(logical), logical[0], logical[1] / 8));
+    PackedShapes ps{key(module), logical[1], logical[0], w.shape[1], s.shape[1], true, w.shape_string(),
+                    s.shape_string()};
+    QuantSpec q = infer_quant_spec(ps, QuantSpec{4, 32, "affine"});
+    mx::array packed = mx::view(ck_.read(w.name), mx::uint32);
+    mx::array scales = ck_.read(s.name);
+    mx::array biases = mx::multiply(scales, mx::array(-8.0f, scales.dtype()));
+    count(module + keys::kPacked);
+    count(module + keys::kPackedScale);
+    if (has(module + ".weight_shape")) count(module + ".weight_shape");
+    return RawWeight{WeightTensor{packed, scales, biases, q}};
+  }
+
+  const Checkpoint& ck_;
+  const ModelConfig& c_;
+  const LoadOptions& o_;
+  std::string prefix_;
+  size_t done_ = 0, total_ = 0;
+  std::set<std::string> disagreements_;
+};
+
+// Stacks per-expert weights [out, in] into [experts, out, in] (mlx-lm sanitize step 3).
+WeightTensor stack_experts(std::vector<WeightTensor>& experts, const std::string& where) {
+  std::vector<mx::array> w, s, b;
+  const auto& q0 = experts.front().quant;
+  for (auto& e : experts) {
+    if (e.quant != q0)
+      throw CheckpointError(fmt::format("{}: experts are stored in different formats ({} vs {})", where,
+                                        q0 ? describe(*q0) : "dense", e.quant ? describe(*e.quant) : "dense"));
+    w.push_back(e.weight);
+    if (e.scales) s.push_back(*e.scales);
+    if (e.biases) b.push_back(*e.biases);
+  }
+  WeightTensor t{mx::stack(w), std::nullopt, std::nullopt, q0};
+  if (!s.empty()) t.scales = mx::stack(s);
+  if (!b.empty()) t.biases = mx::stack(b);
+  experts.clear();
+  std::vector<mx::array> outs{t.weight};
+  if (t.scales) outs.push_back(*t.scales);
+  if (t.biases) outs.push_back(*t.biases);
+  mx::eval(outs);
+  return t;
+}
+
+SwitchLinear bind_experts(Binder& b, int layer, const char* proj, int64_t out, int64_t in) {
+  const ModelConfig& c = b.config();
+  if (b.has(keys::switch_mlp(layer, proj) + keys::kWeight))
+    return SwitchLinear{b.matrix(keys::switch_mlp(layer, proj), {c.n_routed_experts}, out, in)};
+  std::vector<WeightTensor> experts;
+  experts.reserve(c.n_routed_experts);
+  for (int e = 0; e < c.n_routed_experts; ++e) experts.push_back(b.matrix(keys::expert(layer, e, proj), {}, out, in));
+  return SwitchLinear{stack_experts(experts, b.key(keys::mlp(layer)) + ".experts." + proj)};
+}
+
+MlpWeights bind_mlp(Binder& b, const std::string& module, int64_t hidden, int64_t width) {
+  return MlpWeights{Linear{b.matrix(module + ".gate_proj", {}, width, hidden)},
+                    Linear{b.matrix(module + ".up_proj", {}, width, hidden)},
+                    Linear{b.matrix(module + ".down_proj", {}, hidden, width)}};
+}
+
+// embed_q / unembed_out from the checkpoint, or split from kv_b_proj exactly as mlx-lm (PR #839)
+// does: view [heads, nope+v, kv_lora]; W_UKᵀ per head -> embed_q, W_UV -> unembed_out; a quantized
+// kv_b_proj is dequantized, split and re-quantized at its own bits and group.
+void bind_kv_b(Binder& b, int layer, AttentionWeights& a) {
+  const ModelConfig& c = b.config();
+  const std::string base = keys::attn(layer);
+  const int H = c.num_attention_heads, nope = c.qk_nope_head_dim, v = c.v_head_dim, r = c.kv_lora_rank;
+  if (b.has(base + ".embed_q.weight") || b.has(base + ".embed_q.scales")) {
+    a.embed_q = MultiLinear{b.matrix(base + ".embed_q", {H}, r, nope)};
+    a.unembed_out = MultiLinear{b.matrix(base + ".unembed_out", {H}, v, r)};
+    return;
+  }
+  RawWeight kv = b.raw(base + ".kv_b_proj", {}, static_cast<int64_t>(H) * (nope + v), r);
+  const std::optional<QuantSpec> q = kv.t.quant;
+  mx::array dense = q ? kv.t.dense(kv.t.scales->dtype()) : kv.t.weight;
+  dense = mx::reshape(dense, {H, nope + v, r});  // [heads, nope + v, kv_lora]
+  mx::array wk = mx::contiguous(mx::swapaxes(mx::slice(dense, {0, 0, 0}, {H, nope, r}), -1, -2));  // [H, r, nope]
+  mx::array wv = mx::contiguous(mx::slice(dense, {0, nope, 0}, {H, nope + v, r}));                  // [H, v, r]
+  auto make = [&](const mx::array& w) {
+    if (!q) return b.finish(RawWeight{WeightTensor{w, std::nullopt, std::nullopt, std::nullopt}, kv.from_fp8});
+    auto p = mx::quantize(w, q->group_size, q->bits, q->mode);
+    return b.finish(RawWeight{WeightTensor{p[0], p[1], p.size() > 2 ? std::optional(p[2]) : std::nullopt, q}});
+  };
+  a.embed_q = MultiLinear{make(wk)};
+  a.unembed_out = MultiLinear{make(wv)};
+}
+
+LayerWeights bind_layer(Binder& b, int i) {
+  const ModelConfig& c = b.config();
+  const mx::Dtype dt = b.options().dtype;
+  const int64_t D = c.hidden_size;
+  const std::string at = keys::attn(i);
+  AttentionWeights a{
+      std::nullopt, std::nullopt, std::nullopt, std::nullopt,
+      Linear{b.matrix(at + ".kv_a_proj_with_mqa", {}, c.kv_lora_rank + c.qk_rope_head_dim, D)},
+      b.vector(at + ".kv_a_layernorm.weight", c.kv_lora_rank, dt),
+      MultiLinear{WeightTensor{mx::array(0.0f)}}, MultiLinear{WeightTensor{mx::array(0.0f)}},
+      Linear{b.matrix(at + ".o_proj", {}, D, static_cast<int64_t>(c.num_attention_heads) * c.v_head_dim)}};
+  const int64_t q_out = static_cast<int64_t>(c.num_attention_heads) * c.q_head_dim();
+  if (c.q_lora_rank > 0) {
+    a.q_a_proj = Linear{b.matrix(at + ".q_a_proj", {}, c.q_lora_rank, D)};
+    a.q_a_layernorm = b.vector(at + ".q_a_layernorm.weight", c.q_lora_rank, dt);
+    a.q_b_proj = Linear{b.matrix(at + ".q_b_proj", {}, q_out, c.q_lora_rank)};
+  } else {
+    a.q_proj = Linear{b.matrix(at + ".q_proj", {}, q_out, D)};
+  }
+  bind_kv_b(b, i, a);
+
+  LayerWeights l{i, b.vector(keys::layer(i) + ".input_layernorm.weight", D, dt),
+                 b.vector(keys::layer(i) + ".post_attention_layernorm.weight", D, dt), std::move(a)};
+  if (!c.is_moe_layer(i)) {
+    l.mlp = bind_mlp(b, keys::mlp(i), D, c.intermediate_size);
+    return l;
+  }
+  const int64_t E = c.n_routed_experts, I = c.moe_intermediate_size;
+  const std::string gate = keys::mlp(i) + ".gate";
+  RawWeight router = b.raw(gate, {}, E, D);
+  if (router.t.quant)
+    throw CheckpointError(fmt::format("tensor '{}.weight': the router must not be quantized", b.key(gate)));
+  mx::array router_w = mx::astype(router.t.weight, dt);
+  mx::eval(router_w);
+  MoeWeights m{router_w, b.vector(gate + keys::kCorrectionBias, E, mx::float32),
+               bind_experts(b, i, "gate_proj", I, D), bind_experts(b, i, "up_proj", I, D),
+               bind_experts(b, i, "down_proj", D, I)};
+  if (c.n_shared_experts > 0) m.shared_experts = bind_mlp(b, keys::mlp(i) + ".shared_experts", D, I * c.n_shared_experts);
+  l.moe = std::move(m);
+  return l;
+}
+
+}  // namespace
+
+size_t ModelWeights::nbytes() const {
+  size_t n = 0;
+  auto add = [&](const WeightTensor& t) { n += t.nbytes(); };
+  if (embed_tokens) add(embed_tokens->w);
+  if (norm) n += norm->nbytes();
+  if (lm_head) add(lm_head->w);
+  for (const auto& l : layers) {
+    n += l.input_layernorm.nbytes() + l.post_attention_layernorm.nbytes();
+    const auto& a = l.attn;
+    for (const auto* lin : {a.q_proj ? &*a.q_proj : nullptr, a.q_a_proj ? &*a.q_a_proj : nullptr,
+                            a.q_b_proj ? &*a.q_b_proj : nullptr, &a.kv_a_proj_with_mqa, &a.o_proj})
+      if (lin) add(lin->w);
+    add(a.embed_q.w);
+    add(a.unembed_out.w);
+    n += a.kv_a_layernorm.nbytes() + (a.q_a_layernorm ? a.q_a_layernorm->nbytes() : 0);
+    auto add_mlp = [&](const MlpWeights& m) { add(m.gate_proj.w); add(m.up_proj.w); add(m.down_proj.w); };
+    if (l.mlp) add_mlp(*l.mlp);
+    if (l.moe) {
+      n += l.moe->gate_weight.nbytes() + l.moe->e_score_correction_bias.nbytes();
+      add(l.moe->gate_proj.w);
+      add(l.moe->up_proj.w);
+      add(l.moe->down_proj.w);
+      if (l.moe->shared_experts) add_mlp(*l.moe->shared_experts);
+    }
+  }
+  return n;
+}
+
+ModelWeights load_weights(const Checkpoint& ckpt, const ModelConfig& c, const LoadOptions& o) {
+  const int last = o.last_layer < 0 ? c.num_hidden_layers : o.last_layer;
+  if (o.first_layer < 0 || o.first_layer > last || last > c.num_hidden_layers)
+    throw InputError(fmt::format("layer range [{}, {}) is not within the model's {} layers", o.first_layer, last,
+                                 c.num_hidden_layers));
+  Binder b(ckpt, c, o);
+
+  // Bytes this range will read, for the progress callback.
+  size_t total = 0;
+  for (const auto& name : ckpt.names()) {
+    const auto layer = keys::layer_of(name, c.weight_prefix);
+    const bool head = name == b.key(keys::kNorm) + ".weight" || name.rfind(b.key(keys::kLmHead), 0) == 0;
+    const bool embed = name.rfind(b.key(keys::kEmbed), 0) == 0;
+    if ((layer && *layer >= o.first_layer && *layer < last) || (head && o.load_head) || (embed && o.load_embedding))
+      total += ckpt.info(name).nbytes;
+  }
+  b.set_total(total);
+
+  ModelWeights w;
+  w.first_layer = o.first_layer;
+  w.last_layer = last;
+  if (o.load_embedding) w.embed_tokens = Embedding{b.matrix(keys::kEmbed, {}, c.vocab_size, c.hidden_size)};
+  for (int i = o.first_layer; i < last; ++i) w.layers.push_back(bind_layer(b, i));
+  if (o.load_head) {
+    w.norm = b.vector(std::string(keys::kNorm) + ".weight", c.hidden_size, o.dtype);
+    const bool tied = c.tie_word_embeddings && !b.has(std::string(keys::kLmHead) + ".weight") &&
+                      !b.has(std::string(keys::kLmHead) + ".scales");
+    w.lm_head = Linear{b.matrix(tied ? keys::kEmbed : keys::kLmHead, {}, c.vocab_size, c.hidden_size)};
+  }
+  b.report();
+  return w;
+}
+
+}  // namespace k2
