@@ -45,7 +45,8 @@ struct SwitchLinear {
 // Token embedding table [vocab, hidden] (dense or quantized rows); also usable as a tied lm_head.
 struct Embedding {
   WeightTensor w;
-  mlx::core::array lookup(const mlx::core::array& ids) const;  // [B, L] -> [B, L, hidden]
+  // [B, L] -> [B, L, hidden] in `dtype` (quantized rows are dequantized straight to it).
+  mlx::core::array lookup(const mlx::core::array& ids, mlx::core::Dtype dtype) const;
 };
 
 }  // namespace k2

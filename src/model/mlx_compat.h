@@ -24,4 +24,16 @@ inline mlx::core::array gather_qmm(const mlx::core::array& x, const mlx::core::a
 #endif
 }
 
+// MLX's CPU backend implements gather_mm for float32 only ("[GatherMM::eval] Currently only supports
+// float32"), so unquantized experts run in float32 there and the result returns to the input dtype.
+inline mlx::core::array gather_mm(const mlx::core::array& x, const mlx::core::array& w_t,
+                                  const mlx::core::array& rhs_indices, bool sorted_indices) {
+  namespace mx = mlx::core;
+  if (x.dtype() != mx::float32 && mx::default_device() == mx::Device::cpu)
+    return mx::astype(mx::gather_mm(mx::astype(x, mx::float32), mx::astype(w_t, mx::float32), std::nullopt,
+                                    rhs_indices, sorted_indices),
+                      x.dtype());
+  return mx::gather_mm(x, w_t, std::nullopt, rhs_indices, sorted_indices);
+}
+
 }  // namespace k2::compat

@@ -13,25 +13,18 @@ namespace k2 {
 namespace mx = mlx::core;
 
 Model::Model(ModelConfig config, ModelWeights weights)
-    : config_(std::move(config)), weights_(std::move(weights)), rope_(config_), dtype_(mx::float32) {
-  if (weights_.embed_tokens) dtype_ = weights_.embed_tokens->w.quantized() ? weights_.embed_tokens->w.scales->dtype()
-                                                                          : weights_.embed_tokens->w.weight.dtype();
-  else if (!weights_.layers.empty()) dtype_ = weights_.layers.front().input_layernorm.dtype();
-  else if (weights_.norm) dtype_ = weights_.norm->dtype();
-}
+    : config_(std::move(config)), weights_(std::move(weights)), rope_(config_), dtype_(weights_.dtype) {}
 
 Model Model::load(const std::filesystem::path& dir, const LoadOptions& options) {
   ModelConfig config = load_model_config(dir);
   Checkpoint ckpt(dir);
   ModelWeights weights = load_weights(ckpt, config, options);
-  Model m(std::move(config), std::move(weights));
-  m.dtype_ = options.dtype;
-  return m;
+  return Model(std::move(config), std::move(weights));
 }
 
 mx::array Model::embed(const mx::array& ids) const {
   if (!weights_.embed_tokens) throw Error("this model stage has no embedding (it is not the first stage)");
-  return mx::astype(weights_.embed_tokens->lookup(ids), dtype_);
+  return weights_.embed_tokens->lookup(ids, dtype_);
 }
 
 mx::array Model::run_layers(const mx::array& h_in, KvCache& cache) const {

@@ -1,6 +1,6 @@
 // MoE routing and expert dispatch. Routing follows DeepSeek-V3 inference/model.py Gate (sigmoid,
-// bias for selection, group top-2 sums, -inf for dropped groups) with float32 router logits as HF
-// computes them; expert execution mirrors mlx-lm SwitchGLU (sorting token-expert pairs for long inputs).
+// bias for selection, group top-2 sums, -inf for dropped groups); expert execution mirrors mlx-lm
+// SwitchGLU (sorting token-expert pairs for long inputs).
 #include "model/moe.h"
 
 #include <limits>
@@ -51,7 +51,10 @@ std::pair<mx::array, mx::array> select_experts(const ModelConfig& c, const mx::a
 
 std::pair<mx::array, mx::array> route(const ModelConfig& c, const mx::array& router_weight,
                                       const mx::array& correction_bias, const mx::array& x) {
-  mx::array logits = mx::matmul(mx::astype(x, mx::float32), mx::transpose(mx::astype(router_weight, mx::float32)));
+  // The router matmul runs in the activation dtype, as mlx-lm does (HF upcasts it to float32): with
+  // bf16 activations a float32 router picks different experts at near-ties than the mlx-lm reference.
+  // Everything after it (sigmoid, bias, top-k, weights) is float32.
+  mx::array logits = mx::matmul(x, mx::transpose(router_weight));
   return select_experts(c, logits, correction_bias);
 }
 

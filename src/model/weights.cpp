@@ -88,8 +88,10 @@ class Binder {
       t = WeightTensor{q[0], q[1], q[2], *o_.fp8_requantize};
     }
     if (t.quant) {
-      t.scales = mx::astype(*t.scales, scales_dtype());
-      if (t.biases) t.biases = mx::astype(*t.biases, scales_dtype());
+      if (auto dt = scales_dtype(*t.scales)) {
+        t.scales = mx::astype(*t.scales, *dt);
+        if (t.biases) t.biases = mx::astype(*t.biases, *dt);
+      }
     } else {
       t.weight = mx::astype(t.weight, o_.dtype);
     }
@@ -118,8 +120,13 @@ class Binder {
  private:
   const TensorInfo& info(const std::string& name) const { return ck_.info(key(name)); }
 
-  // Quantization scales of fp modes are uint8 exponents and must not be cast.
-  mx::Dtype scales_dtype() const { return o_.dtype; }
+  // Float32 compute keeps scales/biases as stored (bf16 -> f32 promotion inside the kernels is
+  // exact and as fast, and mlx-lm holds them at the same size); lower precisions cast to match.
+  // The uint8 exponent scales of the fp modes are never cast.
+  std::optional<mx::Dtype> scales_dtype(const mx::array& scales) const {
+    if (o_.dtype == mx::float32 || scales.dtype() == mx::uint8) return std::nullopt;
+    return o_.dtype;
+  }
 
   RawWeight raw_mlx(const std::string& module, const std::vector<int64_t>& logical) {
     const TensorInfo& w = info(module + keys::kWeight);
@@ -378,6 +385,7 @@ ModelWeights load_weights(const Checkpoint& ckpt, const ModelConfig& c, const Lo
   ModelWeights w;
   w.first_layer = o.first_layer;
   w.last_layer = last;
+  w.dtype = o.dtype;
   if (o.load_embedding) w.embed_tokens = Embedding{b.matrix(keys::kEmbed, {}, c.vocab_size, c.hidden_size)};
   for (int i = o.first_layer; i < last; ++i) w.layers.push_back(bind_layer(b, i));
   if (o.load_head) {

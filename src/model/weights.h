@@ -53,6 +53,7 @@ struct LayerWeights {
 
 struct ModelWeights {
   int first_layer = 0, last_layer = 0;
+  mlx::core::Dtype dtype = mlx::core::float32;  // compute dtype the weights were prepared for
   std::optional<Embedding> embed_tokens;  // [vocab, hidden]; first stage only
   std::vector<LayerWeights> layers;       // layers [first_layer, last_layer)
   std::optional<mlx::core::array> norm;   // [hidden]; last stage only
