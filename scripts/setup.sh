@@ -35,7 +35,7 @@ install_python_env() {
     python3 -m venv "$venv"
   fi
   local want="mlx==$MLX_VERSION mlx-lm==$MLX_LM_VERSION"
-  if ! "$venv/bin/python" -c "import mlx.core, mlx_lm, numpy, pytest" >/dev/null 2>&1; then
+  if ! "$venv/bin/python" -c "import mlx.core, mlx_lm, numpy, pytest, tiktoken, jinja2, tokenizers" >/dev/null 2>&1; then
     log "installing mlx[cpu]==$MLX_VERSION, mlx-lm==$MLX_LM_VERSION and test tools"
     "$venv/bin/pip" install -q --upgrade pip
     "$venv/bin/pip" install -q -r "$here/scripts/requirements.txt"

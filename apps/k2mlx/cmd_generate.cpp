@@ -26,6 +26,7 @@ struct GenerateFlags {
   int prefill_chunk = 512;
   SamplingParams sampling;
   std::string ids_out;
+  std::string stats_json;
   bool ignore_eos = false;
 };
 
@@ -56,6 +57,8 @@ Command add_generate(CLI::App& app) {
   cmd->add_option("--prefill-chunk", f->prefill_chunk, "Prefill long prompts this many tokens at a time")
       ->capture_default_str();
   cmd->add_option("--ids-out", f->ids_out, "Also write the generated ids as a JSON array to this file");
+  cmd->add_option("--stats-json", f->stats_json,
+                  "Write the run's statistics (token counts, tok/s, peak memory) as JSON to this file");
   cmd->add_flag("--ignore-eos", f->ignore_eos, "Do not stop at the model's end-of-sequence tokens");
   return [f]() {
     if (f->ids.empty() && f->prompt.empty()) throw InputError("generate needs --ids or --prompt");
@@ -80,6 +83,17 @@ Command add_generate(CLI::App& app) {
       std::ofstream out(f->ids_out);
       if (!out) throw InputError(fmt::format("{}: cannot open for writing", f->ids_out));
       out << fmt::format("[{}]\n", fmt::join(stats.tokens, ", "));
+    }
+    if (!f->stats_json.empty()) {
+      std::ofstream out(f->stats_json);
+      if (!out) throw InputError(fmt::format("{}: cannot open for writing", f->stats_json));
+      out << fmt::format(
+          "{{\"prompt_tokens\": {}, \"generated_tokens\": {}, \"prefill_tps\": {}, \"decode_tps\": {}, "
+          "\"prefill_seconds\": {}, \"decode_seconds\": {}, \"peak_memory\": {}, \"kv_cache_bytes\": {}, "
+          "\"weight_bytes\": {}, \"finish_reason\": \"{}\"}}\n",
+          stats.prompt_tokens, stats.tokens.size(), stats.prefill_tps(), stats.decode_tps(), stats.prefill_seconds,
+          stats.decode_seconds, stats.peak_memory, session.cache().nbytes(), model.weights().nbytes(),
+          stats.finish_reason);
     }
     if (!f->model.quiet)
       fmt::print(stderr,

@@ -11,6 +11,7 @@
 #include "mlx/mlx.h"
 #include "model/footprint.h"
 #include "model/kv_cache.h"
+#include "model/weights.h"
 
 namespace k2::cli {
 namespace mx = mlx::core;
@@ -24,6 +25,7 @@ struct InspectFlags {
   int prefill_chunk = 512;
   std::string dtype = "bfloat16";
   bool per_layer = false;
+  bool load = false;
 };
 
 }  // namespace
@@ -39,6 +41,9 @@ Command add_inspect(CLI::App& app) {
   cmd->add_option("--dtype", f->dtype, "Activation / KV-cache dtype assumed: bfloat16, float16 or float32")
       ->capture_default_str();
   cmd->add_flag("--per-layer", f->per_layer, "List the bytes of every layer");
+  cmd->add_flag("--load", f->load,
+                "Also load the --layers range (embedding only if it starts at 0, lm_head only if it ends at the "
+                "last layer) and report the memory it really takes");
   return [f]() {
     if (f->context < 1) throw InputError(fmt::format("--context must be positive, got {}", f->context));
     const mx::Dtype dt = resolve_dtype(f->dtype);
@@ -95,6 +100,20 @@ Command add_inspect(CLI::App& app) {
                f->context, format_bytes(static_cast<double>(w)), format_bytes(static_cast<double>(rt.kv_cache)),
                format_bytes(static_cast<double>(rt.workspace)),
                format_bytes(static_cast<double>(w + rt.kv_cache + rt.workspace)));
+    if (f->load) {
+      LoadOptions o;
+      o.dtype = dt;
+      o.first_layer = first;
+      o.last_layer = last;
+      o.load_embedding = first == 0;
+      o.load_head = last == n;
+      const size_t before = mx::get_active_memory();
+      ModelWeights loaded = load_weights(ck, c, o);
+      mx::clear_cache();
+      const size_t active = mx::get_active_memory() - before;
+      fmt::print("loaded layers [{}, {}): checkpoint bytes {} , bound weight bytes {} , MLX active memory {} , "
+                 "peak {}\n", first, last, w, loaded.nbytes(), active, mx::get_peak_memory());
+    }
     return 0;
   };
 }

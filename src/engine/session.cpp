@@ -39,12 +39,14 @@ mx::array Session::prefill(const std::vector<int>& ids, int chunk, bool all_posi
   for (int start = 0; start < n; start += step) {
     const int len = std::min(step, n - start);
     mx::array chunk_ids(ids.data() + start, mx::Shape{1, len}, mx::int32);
-    mx::array logits = forward(chunk_ids);  // [1, len, vocab]
+    mx::array h = model_.run_layers(model_.embed(chunk_ids), cache_);  // [1, len, hidden]
     if (all_positions) {
-      all.push_back(mx::reshape(logits, {len, vocab}));
+      all.push_back(mx::reshape(model_.head(h), {len, vocab}));
       mx::eval(all.back());
     } else if (start + len == n) {
-      last = mx::reshape(mx::slice(logits, {0, len - 1, 0}, {1, len, vocab}), {vocab});
+      // Only the last position's logits are needed: the lm_head never sees the rest of the prompt.
+      const int hidden = h.shape(2);
+      last = mx::reshape(model_.head(mx::slice(h, {0, len - 1, 0}, {1, len, hidden})), {vocab});
     }
     if (start + len < n) {
       mx::eval(cache_.state());

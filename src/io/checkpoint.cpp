@@ -38,7 +38,11 @@ Checkpoint::Checkpoint(const fs::path& dir) : dir_(dir) {
         throw CheckpointError(
             fmt::format("{}: weight_map entry '{}' is not a file name", index_path.string(), name));
       const auto f = file.get<std::string>();
-      if (f.find("..") != std::string::npos || fs::path(f).is_absolute())
+      const fs::path shard(f);
+      const bool escapes = shard.is_absolute() || std::any_of(shard.begin(), shard.end(), [](const fs::path& part) {
+                             return part == "..";
+                           });
+      if (escapes)
         throw CheckpointError(fmt::format("{}: shard name '{}' leaves the model folder",
                                           index_path.string(), f));
       promised[name] = f;
@@ -70,7 +74,7 @@ Checkpoint::Checkpoint(const fs::path& dir) : dir_(dir) {
   }
   for (const auto& [name, file] : promised) {
     auto it = where_.find(name);
-    if (it == where_.end())
+    if (it == where_.end() || fs::path(shards_[it->second]->path()).filename() != fs::path(file).filename())
       throw CheckpointError(fmt::format("{}: the index puts tensor '{}' in {}, but that shard does not "
                                         "contain it", dir_.string(), name, file));
   }

@@ -17,7 +17,9 @@ using nlohmann::json;
 
 namespace {
 
-// Kimi's every turn ends with <|im_end|> (163586), while config.json's eos is [EOS] 163585 (spec §7.3).
+// Kimi's every turn ends with <|im_end|> 163586 followed by [EOS] 163585; config.json names one, and
+// mlx-lm's converter overwrites it with generation_config.json's, so stop on both (spec §7.3, §9.11).
+constexpr int kKimiEos = 163585;
 constexpr int kKimiImEnd = 163586;
 
 class Reader {
@@ -37,6 +39,9 @@ class Reader {
     const auto& v = j_[key];
     if (!v.is_number_integer() && !(v.is_number_float() && std::floor(v.get<double>()) == v.get<double>()))
       fail(key, fmt::format("must be an integer, found {}", v.dump()));
+    // Converting a double beyond int64 (e.g. 1e20) is undefined behaviour, so range-check it first.
+    if (v.is_number_float() && std::fabs(v.get<double>()) > 1e18)
+      fail(key, fmt::format("= {} is out of range (must be >= {})", v.dump(), min));
     const auto x = v.get<int64_t>();
     if (x < min || x > 1'000'000'000) fail(key, fmt::format("= {} is out of range (must be >= {})", x, min));
     return static_cast<int>(x);
@@ -86,8 +91,15 @@ std::optional<QuantSpec> parse_quant_spec(const json& v, const QuantSpec& defaul
     throw InputError(fmt::format("{}: quantization entry \"{}\" must be an object or false", source, where));
   QuantSpec q = defaults;
   // mlx-lm may serialize group_size as null when it was left at its default (spec §6.3): treat as 64.
-  if (v.contains("group_size")) q.group_size = v["group_size"].is_null() ? 64 : v["group_size"].get<int>();
-  if (v.contains("bits") && !v["bits"].is_null()) q.bits = v["bits"].get<int>();
+  auto small_int = [&](const char* key) {
+    const auto& x = v[key];
+    if (!x.is_number_integer() || x.get<int64_t>() < 1 || x.get<int64_t>() > 1024)
+      throw InputError(fmt::format("{}: quantization entry \"{}\": \"{}\" must be a small positive integer, found {}",
+                                   source, where, key, x.dump()));
+    return x.get<int>();
+  };
+  if (v.contains("group_size")) q.group_size = v["group_size"].is_null() ? 64 : small_int("group_size");
+  if (v.contains("bits") && !v["bits"].is_null()) q.bits = small_int("bits");
   if (v.contains("mode") && v["mode"].is_string()) q.mode = v["mode"].get<std::string>();
   return q;
 }
@@ -262,7 +274,10 @@ ModelConfig load_model_config(const fs::path& dir) {
     }
   }
   const bool kimi = c.model_type == "kimi_k2" || c.model_type == "kimi_k25";
-  if (kimi && kKimiImEnd < c.vocab_size) stops.insert(kKimiImEnd);
+  if (kimi && kKimiImEnd < c.vocab_size) {
+    stops.insert(kKimiEos);
+    stops.insert(kKimiImEnd);
+  }
   c.eos_token_ids.assign(stops.begin(), stops.end());
   return c;
 }
