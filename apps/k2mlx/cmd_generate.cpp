@@ -12,6 +12,7 @@
 #include "engine/generate.h"
 #include "engine/sampler.h"
 #include "mlx/mlx.h"
+#include "text_io.h"
 
 namespace k2::cli {
 namespace mx = mlx::core;
@@ -22,6 +23,8 @@ struct GenerateFlags {
   ModelFlags model;
   std::string ids;
   std::string prompt;
+  bool chat = false;
+  std::string system;
   int max_tokens = 128;
   int prefill_chunk = 512;
   SamplingParams sampling;
@@ -37,8 +40,13 @@ Command add_generate(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("generate", "Generate a continuation and stream it");
   f->model.add_to(*cmd);
   auto* ids = cmd->add_option("--ids", f->ids, "Prompt as comma-separated token ids");
-  auto* prompt = cmd->add_option("--prompt,-p", f->prompt, "Prompt text (needs the model's tokenizer)");
+  auto* prompt = cmd->add_option("--prompt,-p", f->prompt,
+                                 "Prompt text, encoded with the model folder's tokenizer (special-token strings "
+                                 "such as <|im_end|> become control tokens); the output is streamed as text");
   ids->excludes(prompt);
+  cmd->add_flag("--chat", f->chat,
+                "Wrap --prompt as a user turn in the model's chat template (with the generation prompt)");
+  cmd->add_option("--system", f->system, "System message for --chat (default: the template's own)");
   cmd->add_option("--max-tokens,-n", f->max_tokens, "Maximum number of tokens to generate")->capture_default_str();
   cmd->add_option("--temp,--temperature", f->sampling.temperature, "Sampling temperature (0 = greedy)")
       ->capture_default_str();
@@ -62,22 +70,44 @@ Command add_generate(CLI::App& app) {
   cmd->add_flag("--ignore-eos", f->ignore_eos, "Do not stop at the model's end-of-sequence tokens");
   return [f]() {
     if (f->ids.empty() && f->prompt.empty()) throw InputError("generate needs --ids or --prompt");
-    if (!f->prompt.empty())
-      throw InputError("--prompt needs a tokenizer, which this build does not have yet; pass --ids");
-    const std::vector<int> prompt_ids = parse_ids(f->ids);
+    if (f->chat && f->prompt.empty()) throw InputError("--chat needs --prompt");
     f->sampling.validate();
+    // Text mode: a tokenizer turns the prompt into ids and the generated ids back into text.
+    std::optional<TextModel> text;
+    std::vector<int> prompt_ids;
+    if (!f->prompt.empty()) {
+      text = TextModel::load(f->model.model_dir);
+      if (f->chat) {
+        nlohmann::ordered_json messages = nlohmann::ordered_json::array();
+        if (!f->system.empty()) messages.push_back({{"role", "system"}, {"content", f->system}});
+        messages.push_back({{"role", "user"}, {"content", f->prompt}});
+        prompt_ids = text->encode_chat(messages);
+      } else {
+        prompt_ids = text->tokenizer->encode(f->prompt, /*allow_special=*/true);
+      }
+    } else {
+      prompt_ids = parse_ids(f->ids);
+    }
     Model model = load_model(f->model, f->model.load_options());
     Session session(model);
     Sampler sampler(f->sampling);
     GenerateOptions opts;
     opts.max_tokens = f->max_tokens;
     opts.prefill_chunk = f->prefill_chunk;
-    if (!f->ignore_eos) opts.stop_tokens = model.config().eos_token_ids;
-    GenerationStats stats = generate(session, prompt_ids, sampler, opts, [](int id) {
-      fmt::print("{} ", id);
-      std::fflush(stdout);
+    if (!f->ignore_eos)
+      opts.stop_tokens = text ? text->stop_tokens(model.config().eos_token_ids) : model.config().eos_token_ids;
+    std::optional<TextPrinter> printer;
+    if (text) printer.emplace(*text->tokenizer);
+    GenerationStats stats = generate(session, prompt_ids, sampler, opts, [&](int id) {
+      if (printer) {
+        (*printer)(id);
+      } else {
+        fmt::print("{} ", id);
+        std::fflush(stdout);
+      }
       return true;
     });
+    if (printer) printer->finish();
     fmt::print("\n");
     if (!f->ids_out.empty()) {
       std::ofstream out(f->ids_out);

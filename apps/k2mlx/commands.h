@@ -13,5 +13,8 @@ using Command = std::function<int()>;
 Command add_generate(CLI::App& app);
 Command add_logits(CLI::App& app);
 Command add_inspect(CLI::App& app);
+Command add_chat(CLI::App& app);
+Command add_tokenize(CLI::App& app);
+Command add_detokenize(CLI::App& app);
 
 }  // namespace k2::cli

@@ -16,6 +16,9 @@ int main(int argc, char** argv) {
   reg(k2::cli::add_generate(app));
   reg(k2::cli::add_logits(app));
   reg(k2::cli::add_inspect(app));
+  reg(k2::cli::add_chat(app));
+  reg(k2::cli::add_tokenize(app));
+  reg(k2::cli::add_detokenize(app));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

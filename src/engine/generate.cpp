@@ -63,6 +63,7 @@ GenerationStats generate(Session& session, const std::vector<int>& prompt, Sampl
     }
     if (std::find(options.stop_tokens.begin(), options.stop_tokens.end(), id) != options.stop_tokens.end()) {
       stats.finish_reason = "stop";
+      stats.stop_token = id;
       break;
     }
     stats.tokens.push_back(id);

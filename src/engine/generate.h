@@ -20,6 +20,7 @@ struct GenerateOptions {
 struct GenerationStats {
   std::vector<int> tokens;       // generated ids (without the stop token)
   std::string finish_reason;     // "stop", "length" or "cancelled"
+  int stop_token = -1;           // the stop id that ended generation (finish_reason "stop")
   int prompt_tokens = 0;
   double prefill_seconds = 0.0;  // until the first token is known
   double decode_seconds = 0.0;   // from the first token to the end

@@ -1,0 +1,138 @@
+// `k2mlx chat`: an interactive terminal conversation. Each turn is rendered with the model's chat
+// template; the KV cache of the common prefix with the previous turn is reused, so only the new
+// message is prefilled. Ctrl-C stops the current answer (or leaves at the prompt); Ctrl-D leaves.
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+
+#include <fmt/format.h>
+
+#include "commands.h"
+#include "common.h"
+#include "core/error.h"
+#include "engine/generate.h"
+#include "engine/sampler.h"
+#include "text/tool_call_parser.h"
+#include "text_io.h"
+
+namespace k2::cli {
+
+namespace {
+
+std::atomic<bool> g_generating{false};
+std::atomic<bool> g_interrupted{false};
+
+extern "C" void on_sigint(int) {
+  if (g_generating.load()) {
+    g_interrupted.store(true);
+    return;
+  }
+  // At the prompt: leave at once (only async-signal-safe calls here).
+  static const char bye[] = "\n";
+  std::fwrite(bye, 1, 1, stdout);
+  std::_Exit(0);
+}
+
+size_t common_prefix(const std::vector<int>& a, const std::vector<int>& b) {
+  size_t n = 0;
+  while (n < a.size() && n < b.size() && a[n] == b[n]) ++n;
+  return n;
+}
+
+struct ChatFlags {
+  ModelFlags model;
+  std::string system;
+  int max_tokens = 1024;
+  int prefill_chunk = 512;
+  SamplingParams sampling;
+};
+
+}  // namespace
+
+Command add_chat(CLI::App& app) {
+  auto f = std::make_shared<ChatFlags>();
+  f->sampling.temperature = 0.6f;  // Kimi-K2-Instruct's recommended temperature (model card §5)
+  CLI::App* cmd = app.add_subcommand("chat", "Interactive chat in the terminal (/reset clears the history)");
+  f->model.add_to(*cmd);
+  cmd->add_option("--system", f->system, "System message (default: the chat template's own)");
+  cmd->add_option("--max-tokens,-n", f->max_tokens, "Maximum tokens per answer")->capture_default_str();
+  cmd->add_option("--temp,--temperature", f->sampling.temperature, "Sampling temperature")->capture_default_str();
+  cmd->add_option("--top-p", f->sampling.top_p, "Nucleus sampling mass")->capture_default_str();
+  cmd->add_option("--top-k", f->sampling.top_k, "Keep the K most likely tokens (0 = off)")->capture_default_str();
+  cmd->add_option("--min-p", f->sampling.min_p, "Min-p filter (0 = off)")->capture_default_str();
+  cmd->add_option("--repetition-penalty", f->sampling.repetition_penalty, "Repetition penalty (1 = off)")
+      ->capture_default_str();
+  cmd->add_option("--seed", f->sampling.seed, "Random seed")->capture_default_str();
+  return [f]() {
+    f->sampling.validate();
+    TextModel text = TextModel::load(f->model.model_dir);
+    if (!text.chat_template) throw InputError("chat needs a chat template in the model folder");
+    Model model = load_model(f->model, f->model.load_options());
+    Session session(model);
+    Sampler sampler(f->sampling);
+    GenerateOptions opts;
+    opts.max_tokens = f->max_tokens;
+    opts.prefill_chunk = f->prefill_chunk;
+    opts.stop_tokens = text.stop_tokens(model.config().eos_token_ids);
+
+    nlohmann::ordered_json history = nlohmann::ordered_json::array();
+    if (!f->system.empty()) history.push_back({{"role", "system"}, {"content", f->system}});
+    std::vector<int> cached;  // the token ids whose KV entries the session holds
+    std::signal(SIGINT, on_sigint);
+    if (!f->model.quiet)
+      fmt::print(stderr, "chat with {} — Ctrl-D to leave, Ctrl-C to stop an answer, /reset to start over\n",
+                 f->model.model_dir);
+    std::string line;
+    while (true) {
+      fmt::print("> ");
+      std::fflush(stdout);
+      if (!std::getline(std::cin, line)) break;  // Ctrl-D / end of input
+      if (line.empty()) continue;
+      if (line == "/reset") {
+        history.erase(history.begin() + (f->system.empty() ? 0 : 1), history.end());
+        continue;
+      }
+      if (line == "/exit" || line == "/quit") break;
+      history.push_back({{"role", "user"}, {"content", line}});
+      const std::vector<int> prompt = text.encode_chat(history);
+      // Reuse the cache for the common prefix; at least one token must be fed to get logits.
+      const size_t keep = std::min(common_prefix(cached, prompt), prompt.size() - 1);
+      session.trim_to(static_cast<int>(keep));
+      const std::vector<int> fresh(prompt.begin() + static_cast<long>(keep), prompt.end());
+
+      TextPrinter printer(*text.tokenizer);
+      g_interrupted = false;
+      g_generating = true;
+      GenerationStats stats = generate(session, fresh, sampler, opts, [&](int id) {
+        printer(id);
+        return !g_interrupted.load();
+      });
+      g_generating = false;
+      printer.finish();
+      fmt::print("\n");
+      if (!f->model.quiet)
+        fmt::print(stderr, "[{} new prompt tokens ({} reused), {:.1f} tok/s prefill; {} tokens, {:.1f} tok/s{}]\n",
+                 fresh.size(), keep, stats.prefill_tps(), stats.tokens.size(), stats.decode_tps(),
+                 stats.finish_reason == "cancelled" ? ", interrupted" : "");
+
+      // What the session's cache now holds: the prompt, the answer and possibly the stop token.
+      std::vector<int> fed = prompt;
+      fed.insert(fed.end(), stats.tokens.begin(), stats.tokens.end());
+      if (stats.stop_token >= 0) fed.push_back(stats.stop_token);
+      fed.resize(std::min(fed.size(), static_cast<size_t>(session.length())));
+      cached = std::move(fed);
+
+      const ParsedOutput parsed = parse_model_output(text.decode_known(stats.tokens));
+      nlohmann::ordered_json reply = {{"role", "assistant"}, {"content", parsed.content}};
+      if (!parsed.reasoning.empty()) reply["reasoning_content"] = parsed.reasoning;
+      history.push_back(std::move(reply));
+    }
+    fmt::print("\n");
+    return 0;
+  };
+}
+
+}  // namespace k2::cli

@@ -1,0 +1,75 @@
+// Tokenizer / template loading and text streaming for the CLI commands.
+#include "text_io.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include <fmt/format.h>
+
+#include "core/error.h"
+
+namespace k2::cli {
+
+TextModel TextModel::load(const std::string& model_dir) {
+  TextModel t;
+  t.tokenizer = load_tokenizer(model_dir);
+  const auto dir = std::filesystem::path(model_dir);
+  bool has_template = std::filesystem::exists(dir / "chat_template.jinja");
+  if (!has_template && std::filesystem::exists(dir / "tokenizer_config.json")) {
+    try {
+      std::ifstream in(dir / "tokenizer_config.json");
+      has_template = nlohmann::json::parse(in).contains("chat_template");
+    } catch (const nlohmann::json::exception&) {
+      has_template = false;
+    }
+  }
+  if (has_template) t.chat_template = load_chat_template(model_dir);
+  return t;
+}
+
+std::vector<int> TextModel::stop_tokens(const std::vector<int>& model_eos) const {
+  std::vector<int> out = model_eos;
+  for (const char* name : {"<|im_end|>", "[EOS]", "<|end▁of▁sentence|>"})
+    if (auto id = tokenizer->special_token_id(name)) out.push_back(*id);
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+std::string TextModel::decode_known(const std::vector<int>& ids, bool skip_special) const {
+  std::vector<int> known;
+  for (int id : ids)
+    if (id >= 0 && id < tokenizer->vocab_size()) known.push_back(id);
+  return tokenizer->decode(known, skip_special);
+}
+
+std::vector<int> TextModel::encode_chat(const nlohmann::ordered_json& messages, bool add_generation_prompt) const {
+  if (!chat_template)
+    throw InputError("the model folder has no chat template (chat_template in tokenizer_config.json or "
+                     "chat_template.jinja)");
+  ChatRenderOptions o;
+  o.add_generation_prompt = add_generation_prompt;
+  return tokenizer->encode(chat_template->render(messages, o), /*allow_special=*/true);
+}
+
+void TextPrinter::operator()(int id) {
+  // Embedding tables can have more rows than the tokenizer has tokens (DeepSeek-V3: 129,280 vs
+  // ~128,800); such an id has no text.
+  if (id < 0 || id >= vocab_size_) return;
+  const std::string piece = decoder_.push(id);
+  if (piece.empty()) return;
+  text_ += piece;
+  std::fwrite(piece.data(), 1, piece.size(), stdout);
+  std::fflush(stdout);
+}
+
+void TextPrinter::finish() {
+  const std::string rest = decoder_.flush();
+  text_ += rest;
+  std::fwrite(rest.data(), 1, rest.size(), stdout);
+  std::fflush(stdout);
+}
+
+}  // namespace k2::cli

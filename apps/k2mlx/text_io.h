@@ -1,0 +1,51 @@
+// The text side of the command line: loading a model folder's tokenizer and chat template,
+// collecting stop ids from the tokenizer's special tokens, and streaming decoded text to stdout.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/generate.h"
+#include "text/chat_template.h"
+#include "text/streaming_decoder.h"
+#include "text/tokenizer.h"
+
+namespace k2::cli {
+
+struct TextModel {
+  std::unique_ptr<Tokenizer> tokenizer;
+  std::optional<ChatTemplate> chat_template;  // absent when the folder ships none
+
+  // Loads the tokenizer (required) and the chat template (optional) of a model folder.
+  static TextModel load(const std::string& model_dir);
+
+  // Stop ids: the model's eos ids plus <|im_end|> / [EOS] / <|end▁of▁sentence|> when the tokenizer has them.
+  std::vector<int> stop_tokens(const std::vector<int>& model_eos) const;
+
+  // Decodes ids, leaving out ids the tokenizer does not know (embedding rows beyond its vocabulary).
+  std::string decode_known(const std::vector<int>& ids, bool skip_special = false) const;
+
+  // Renders a conversation with the model's template (throws InputError when there is none).
+  std::vector<int> encode_chat(const nlohmann::ordered_json& messages, bool add_generation_prompt = true) const;
+};
+
+// Streams token text to stdout as complete UTF-8.
+class TextPrinter {
+ public:
+  explicit TextPrinter(const Tokenizer& tokenizer)
+      : decoder_(tokenizer, /*skip_special=*/true), vocab_size_(tokenizer.vocab_size()) {}
+  void operator()(int id);
+  void finish();
+  const std::string& text() const { return text_; }
+
+ private:
+  StreamingDecoder decoder_;
+  int vocab_size_;
+  std::string text_;
+};
+
+}  // namespace k2::cli

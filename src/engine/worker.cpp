@@ -1,0 +1,153 @@
+// Worker thread: pops jobs in order, leases a session from the prompt cache, prefills the uncached part
+// in chunks (checking cancellation between chunks), runs generate() on the tail and keeps the session.
+#include "engine/worker.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include <fmt/format.h>
+
+#include "mlx/mlx.h"
+
+namespace k2 {
+namespace mx = mlx::core;
+
+namespace {
+double seconds_between(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+}  // namespace
+
+GenerationWorker::GenerationWorker(const Model& model, WorkerOptions options)
+    : model_(model), options_(options), cache_(model, options.prompt_cache) {
+  thread_ = std::thread([this] { loop(); });
+}
+
+GenerationWorker::~GenerationWorker() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+    for (auto& q : queue_) q.handle->cancel();
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+std::shared_ptr<JobHandle> GenerationWorker::submit(GenerationJob job) {
+  auto handle = std::make_shared<JobHandle>();
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) throw BusyError("the generation worker is shutting down");
+    if (queue_.size() >= options_.max_queue)
+      throw BusyError(fmt::format("the server is busy: {} requests are already waiting (queue limit {})",
+                                  queue_.size(), options_.max_queue));
+    queue_.push_back(Queued{std::move(job), handle, std::chrono::steady_clock::now()});
+  }
+  cv_.notify_one();
+  return handle;
+}
+
+WorkerStatus GenerationWorker::status() const {
+  std::lock_guard lock(mutex_);
+  return WorkerStatus{queue_.size(), busy_, options_.max_queue, cache_entries_, cache_bytes_};
+}
+
+void GenerationWorker::loop() {
+  // MLX streams are per thread in 0.32: everything below runs on this thread's default stream.
+  while (true) {
+    Queued q;
+    {
+      std::unique_lock lock(mutex_);
+      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping and drained
+      q = std::move(queue_.front());
+      queue_.pop_front();
+      busy_ = true;
+    }
+    JobResult result;
+    result.prompt_tokens = static_cast<int>(q.job.prompt.size());
+    result.queue_seconds = seconds_between(q.queued_at, std::chrono::steady_clock::now());
+    if (q.handle->cancelled()) {
+      result.finish_reason = "cancelled";
+    } else {
+      try {
+        run(q, result);
+      } catch (...) {
+        result.error = std::current_exception();
+      }
+    }
+    {
+      std::lock_guard lock(mutex_);
+      busy_ = false;
+      cache_entries_ = cache_.size();
+      cache_bytes_ = cache_.bytes();
+    }
+    if (q.job.on_done) {
+      try {
+        q.job.on_done(result);
+      } catch (...) {
+        // A failing callback must not take the worker down; the caller owns its own errors.
+      }
+    }
+  }
+}
+
+void GenerationWorker::run(Queued& q, JobResult& result) {
+  const auto start = std::chrono::steady_clock::now();
+  const std::vector<int>& prompt = q.job.prompt;
+  if (prompt.empty()) throw InputError("the prompt is empty: at least one token is needed");
+  q.job.sampling.validate();
+  PromptCache::Lease lease = cache_.acquire(prompt);
+  Session& session = *lease.session;
+  result.cached_tokens = lease.reused;
+
+  // Everything but the tail is prefilled here, chunk by chunk, so a cancelled request stops between
+  // chunks; generate() then prefills the tail (which also seeds its repetition-penalty window).
+  const int n = static_cast<int>(prompt.size());
+  const bool penalty = q.job.sampling.repetition_penalty != 1.0f;
+  const int tail = std::clamp(penalty ? q.job.sampling.repetition_context : 1, 1, n - lease.reused);
+  const int chunk = options_.prefill_chunk > 0 ? options_.prefill_chunk : n;
+  for (int pos = lease.reused; pos < n - tail; pos += chunk) {
+    if (q.handle->cancelled()) {
+      result.finish_reason = "cancelled";
+      return;  // the session is dropped: its cache holds a partial prompt nobody asked to keep
+    }
+    const int end = std::min(pos + chunk, n - tail);
+    std::vector<int> part(prompt.begin() + pos, prompt.begin() + end);
+    session.prefill(part, chunk);
+    mx::eval(session.cache().state());
+  }
+
+  Sampler sampler(q.job.sampling);
+  GenerateOptions options;
+  options.max_tokens = q.job.max_tokens;
+  options.prefill_chunk = chunk;
+  options.stop_tokens = q.job.stop_tokens;
+  std::chrono::steady_clock::time_point first;
+  bool have_first = false;
+  const std::vector<int> tail_ids(prompt.end() - tail, prompt.end());
+  GenerationStats stats = generate(session, tail_ids, sampler, options, [&](int id) {
+    if (!have_first) {
+      have_first = true;
+      first = std::chrono::steady_clock::now();
+      result.first_token_seconds = seconds_between(start, first);
+    }
+    if (q.handle->cancelled()) return false;
+    return !q.job.on_token || q.job.on_token(id);
+  });
+  const auto end = std::chrono::steady_clock::now();
+  if (have_first) result.decode_seconds = seconds_between(first, end);
+  result.tokens = stats.tokens;
+  result.finish_reason = stats.finish_reason;
+
+  // The cache may hold one token more or less than prompt + output (generate computes one step ahead);
+  // keep exactly the part whose ids are known.
+  std::vector<int> held(prompt);
+  held.insert(held.end(), stats.tokens.begin(), stats.tokens.end());
+  const int keep = std::min(session.length(), static_cast<int>(held.size()));
+  held.resize(keep);
+  session.trim_to(keep);
+  cache_.release(std::move(lease.session), std::move(held));
+}
+
+}  // namespace k2
