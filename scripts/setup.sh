@@ -15,7 +15,8 @@ log() { printf '[setup] %s\n' "$*"; }
 
 install_system_packages() {
   local pkgs=(build-essential cmake ninja-build pkg-config nlohmann-json3-dev libcli11-dev
-              libfmt-dev libspdlog-dev libgtest-dev libgmock-dev libpcre2-dev libcpp-httplib-dev)
+              libfmt-dev libspdlog-dev libgtest-dev libgmock-dev libpcre2-dev libcpp-httplib-dev
+              chromium curl)
   local missing=()
   for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -35,7 +36,7 @@ install_python_env() {
     python3 -m venv "$venv"
   fi
   local want="mlx==$MLX_VERSION mlx-lm==$MLX_LM_VERSION"
-  if ! "$venv/bin/python" -c "import mlx.core, mlx_lm, numpy, pytest, tiktoken, jinja2, tokenizers" >/dev/null 2>&1; then
+  if ! "$venv/bin/python" -c "import mlx.core, mlx_lm, numpy, pytest, tiktoken, jinja2, tokenizers, openai" >/dev/null 2>&1; then
     log "installing mlx[cpu]==$MLX_VERSION, mlx-lm==$MLX_LM_VERSION and test tools"
     "$venv/bin/pip" install -q --upgrade pip
     "$venv/bin/pip" install -q -r "$here/scripts/requirements.txt"

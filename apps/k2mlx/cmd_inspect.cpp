@@ -1,6 +1,7 @@
 // `k2mlx inspect`: what a model folder holds and what running it costs, from headers only:
 // config summary, quantization per tensor kind (and disagreements with config.json), bytes per
 // layer, and the predicted memory of a layer range at a context length.
+#include <map>
 #include <memory>
 
 #include <fmt/format.h>
@@ -91,6 +92,13 @@ Command add_inspect(CLI::App& app) {
     if (fp.ignored_bytes) fmt::print(", plus {} unused, e.g. an MTP layer", format_bytes(static_cast<double>(fp.ignored_bytes)));
     fmt::print(")\n");
 
+    if (!fp.unreadable.empty()) {
+      std::map<std::string, int> errors;  // one line per distinct problem (usually one per shard)
+      for (const auto& [name, where] : fp.unreadable) errors[where.second]++;
+      fmt::print(stderr, "\n{} tensor(s) cannot be read:\n", fp.unreadable.size());
+      for (const auto& [msg, count] : errors) fmt::print(stderr, "  {} ({} tensor(s))\n", msg, count);
+    }
+    const bool range_broken = fp.range_unreadable(first, last, first == 0, last == n);
     const size_t w = fp.range_bytes(first, last, first == 0, last == n);
     const RuntimeMemory rt = estimate_runtime_memory(c, last - first, f->context, f->prefill_chunk, mx::size_of(dt), last == n);
     fmt::print("KV cache: {} per token for all {} layers at {} ({} B)\n",
@@ -100,6 +108,8 @@ Command add_inspect(CLI::App& app) {
                f->context, format_bytes(static_cast<double>(w)), format_bytes(static_cast<double>(rt.kv_cache)),
                format_bytes(static_cast<double>(rt.workspace)),
                format_bytes(static_cast<double>(w + rt.kv_cache + rt.workspace)));
+    if (range_broken)
+      throw CheckpointError(fmt::format("layers [{}, {}) need tensors that cannot be read (see above)", first, last));
     if (f->load) {
       LoadOptions o;
       o.dtype = dt;

@@ -16,5 +16,6 @@ Command add_inspect(CLI::App& app);
 Command add_chat(CLI::App& app);
 Command add_tokenize(CLI::App& app);
 Command add_detokenize(CLI::App& app);
+Command add_serve(CLI::App& app);
 
 }  // namespace k2::cli

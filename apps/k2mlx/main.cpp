@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   reg(k2::cli::add_chat(app));
   reg(k2::cli::add_tokenize(app));
   reg(k2::cli::add_detokenize(app));
+  reg(k2::cli::add_serve(app));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

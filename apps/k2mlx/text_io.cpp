@@ -31,7 +31,7 @@ TextModel TextModel::load(const std::string& model_dir) {
 
 std::vector<int> TextModel::stop_tokens(const std::vector<int>& model_eos) const {
   std::vector<int> out = model_eos;
-  for (const char* name : {"<|im_end|>", "[EOS]", "<|end▁of▁sentence|>"})
+  for (const char* name : {"<|im_end|>", "[EOS]", "<｜end▁of▁sentence｜>"})
     if (auto id = tokenizer->special_token_id(name)) out.push_back(*id);
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());

@@ -23,7 +23,7 @@ struct TextModel {
   // Loads the tokenizer (required) and the chat template (optional) of a model folder.
   static TextModel load(const std::string& model_dir);
 
-  // Stop ids: the model's eos ids plus <|im_end|> / [EOS] / <|end▁of▁sentence|> when the tokenizer has them.
+  // Stop ids: the model's eos ids plus <|im_end|> / [EOS] / <｜end▁of▁sentence｜> when the tokenizer has them.
   std::vector<int> stop_tokens(const std::vector<int>& model_eos) const;
 
   // Decodes ids, leaving out ids the tokenizer does not know (embedding rows beyond its vocabulary).

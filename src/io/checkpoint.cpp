@@ -15,12 +15,19 @@ namespace k2 {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
+namespace {
+
+bool leaves_folder(const std::string& name) {
+  const fs::path p(name);
+  return p.is_absolute() || std::any_of(p.begin(), p.end(), [](const fs::path& part) { return part == ".."; });
+}
+
+}  // namespace
+
 Checkpoint::Checkpoint(const fs::path& dir) : dir_(dir) {
   if (!fs::is_directory(dir_))
     throw CheckpointError(fmt::format("{}: not a directory (expected a model folder)", dir_.string()));
 
-  std::vector<std::string> files;
-  std::map<std::string, std::string> promised;  // index weight_map
   const fs::path index_path = dir_ / "model.safetensors.index.json";
   if (fs::exists(index_path)) {
     json index;
@@ -32,65 +39,74 @@ Checkpoint::Checkpoint(const fs::path& dir) : dir_(dir) {
     }
     if (!index.contains("weight_map") || !index["weight_map"].is_object())
       throw CheckpointError(fmt::format("{}: has no \"weight_map\" object", index_path.string()));
-    std::set<std::string> unique;
+    std::map<std::string, size_t> by_file;
     for (auto& [name, file] : index["weight_map"].items()) {
       if (!file.is_string())
         throw CheckpointError(
             fmt::format("{}: weight_map entry '{}' is not a file name", index_path.string(), name));
       const auto f = file.get<std::string>();
-      const fs::path shard(f);
-      const bool escapes = shard.is_absolute() || std::any_of(shard.begin(), shard.end(), [](const fs::path& part) {
-                             return part == "..";
-                           });
-      if (escapes)
-        throw CheckpointError(fmt::format("{}: shard name '{}' leaves the model folder",
-                                          index_path.string(), f));
-      promised[name] = f;
-      unique.insert(f);
+      if (leaves_folder(f))
+        throw CheckpointError(fmt::format("{}: shard name '{}' leaves the model folder", index_path.string(), f));
+      auto [it, fresh] = by_file.emplace(f, shards_.size());
+      if (fresh) shards_.push_back(Shard{f, {}, nullptr});
+      shards_[it->second].promised.push_back(name);
+      where_[name] = it->second;
     }
-    files.assign(unique.begin(), unique.end());
-    for (const auto& f : files)
-      if (!fs::exists(dir_ / f))
-        throw CheckpointError(fmt::format("{}: shard '{}' named by model.safetensors.index.json is missing",
-                                          dir_.string(), f));
   } else {
+    std::vector<std::string> files;
     for (const auto& e : fs::directory_iterator(dir_))
-      if (e.is_regular_file() && e.path().extension() == ".safetensors")
-        files.push_back(e.path().filename().string());
+      if (e.is_regular_file() && e.path().extension() == ".safetensors") files.push_back(e.path().filename().string());
     std::sort(files.begin(), files.end());
-  }
-  if (files.empty())
-    throw CheckpointError(fmt::format("{}: no .safetensors files found", dir_.string()));
-
-  for (const auto& f : files) {
-    shards_.push_back(std::make_unique<SafetensorsFile>((dir_ / f).string()));
-    const size_t idx = shards_.size() - 1;
-    for (const auto& [name, _] : shards_.back()->tensors()) {
-      auto [it, inserted] = where_.emplace(name, idx);
-      if (!inserted)
-        throw CheckpointError(fmt::format("{}: tensor '{}' appears in both {} and {}", dir_.string(), name,
-                                          shards_[it->second]->path(), shards_[idx]->path()));
+    for (const auto& f : files) {
+      shards_.push_back(Shard{f, {}, std::make_unique<SafetensorsFile>((dir_ / f).string())});
+      const size_t idx = shards_.size() - 1;
+      for (const auto& [name, _] : shards_.back().open->tensors()) {
+        auto [it, inserted] = where_.emplace(name, idx);
+        if (!inserted)
+          throw CheckpointError(fmt::format("{}: tensor '{}' appears in both {} and {}", dir_.string(), name,
+                                            shards_[it->second].file, f));
+      }
     }
   }
-  for (const auto& [name, file] : promised) {
-    auto it = where_.find(name);
-    if (it == where_.end() || fs::path(shards_[it->second]->path()).filename() != fs::path(file).filename())
-      throw CheckpointError(fmt::format("{}: the index puts tensor '{}' in {}, but that shard does not "
-                                        "contain it", dir_.string(), name, file));
-  }
+  if (shards_.empty()) throw CheckpointError(fmt::format("{}: no .safetensors files found", dir_.string()));
 }
 
-const TensorInfo& Checkpoint::info(const std::string& name) const {
+SafetensorsFile& Checkpoint::shard(size_t index) const {
+  std::lock_guard lock(open_mutex_);
+  Shard& s = shards_[index];
+  if (s.open) return *s.open;
+  const fs::path path = dir_ / s.file;
+  if (!fs::exists(path))
+    throw CheckpointError(fmt::format("{}: shard '{}' named by model.safetensors.index.json is missing",
+                                      dir_.string(), s.file));
+  auto file = std::make_unique<SafetensorsFile>(path.string());
+  for (const auto& name : s.promised)
+    if (!file->contains(name))
+      throw CheckpointError(fmt::format("{}: the index puts tensor '{}' in {}, but that shard does not contain it",
+                                        dir_.string(), name, s.file));
+  // A tensor the shard holds but the index places elsewhere would be read from the wrong file.
+  for (const auto& [name, _] : file->tensors()) {
+    auto it = where_.find(name);
+    if (it != where_.end() && it->second != index)
+      throw CheckpointError(fmt::format("{}: tensor '{}' appears in both {} and {}", dir_.string(), name, s.file,
+                                        shards_[it->second].file));
+  }
+  s.open = std::move(file);
+  return *s.open;
+}
+
+size_t Checkpoint::shard_of(const std::string& name) const {
   auto it = where_.find(name);
   if (it == where_.end())
     throw CheckpointError(fmt::format("{}: tensor '{}' not found in the checkpoint", dir_.string(), name));
-  return shards_[it->second]->info(name);
+  return it->second;
 }
 
+const TensorInfo& Checkpoint::info(const std::string& name) const { return shard(shard_of(name)).info(name); }
+
 std::optional<TensorInfo> Checkpoint::find(const std::string& name) const {
-  auto it = where_.find(name);
-  if (it == where_.end()) return std::nullopt;
-  return shards_[it->second]->info(name);
+  if (!contains(name)) return std::nullopt;
+  return info(name);
 }
 
 std::vector<std::string> Checkpoint::names() const {
@@ -100,11 +116,6 @@ std::vector<std::string> Checkpoint::names() const {
   return out;
 }
 
-mlx::core::array Checkpoint::read(const std::string& name) const {
-  auto it = where_.find(name);
-  if (it == where_.end())
-    throw CheckpointError(fmt::format("{}: tensor '{}' not found in the checkpoint", dir_.string(), name));
-  return shards_[it->second]->read(name);
-}
+mlx::core::array Checkpoint::read(const std::string& name) const { return shard(shard_of(name)).read(name); }
 
 }  // namespace k2

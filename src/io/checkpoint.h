@@ -1,11 +1,14 @@
 // A checkpoint folder: config.json plus one or many .safetensors shards (with or without
 // model.safetensors.index.json). Maps every tensor name to its shard; reads tensors on demand so a
-// caller that needs only some layers reads only their bytes. Knows nothing about model semantics.
+// caller that needs only some layers reads only their bytes. With an index, a shard is opened (and
+// its header validated) only when one of its tensors is first needed, so a pipeline stage works on
+// a machine that holds only its own shards. Knows nothing about model semantics.
 #pragma once
 
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -16,13 +19,14 @@ namespace k2 {
 
 class Checkpoint {
  public:
-  // Opens `dir`: validates the index (if any) against the shards' headers. Throws CheckpointError
-  // for a missing folder, missing shards, names the index promises but no shard holds, and any
-  // malformed shard.
+  // Opens `dir`. Without an index every *.safetensors file is opened and validated now; with one,
+  // only the index is read. Throws CheckpointError for a missing folder, a malformed index, shard
+  // names that leave the folder, and (when opened) malformed shards or tensors a shard lacks.
   explicit Checkpoint(const std::filesystem::path& dir);
 
   const std::filesystem::path& dir() const { return dir_; }
   bool contains(const std::string& name) const { return where_.count(name) != 0; }
+  // Header facts of a tensor (opens its shard). Throws CheckpointError if absent or its shard is bad.
   const TensorInfo& info(const std::string& name) const;
   std::optional<TensorInfo> find(const std::string& name) const;
   std::vector<std::string> names() const;
@@ -32,8 +36,17 @@ class Checkpoint {
   mlx::core::array read(const std::string& name) const;
 
  private:
+  struct Shard {
+    std::string file;                       // name inside dir_
+    std::vector<std::string> promised;      // tensors the index places here
+    std::unique_ptr<SafetensorsFile> open;  // set once opened and validated
+  };
+  SafetensorsFile& shard(size_t index) const;
+  size_t shard_of(const std::string& name) const;
+
   std::filesystem::path dir_;
-  std::vector<std::unique_ptr<SafetensorsFile>> shards_;
+  mutable std::vector<Shard> shards_;
+  mutable std::mutex open_mutex_;
   std::map<std::string, size_t> where_;  // tensor name -> index into shards_
 };
 

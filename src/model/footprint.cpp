@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "core/error.h"
 #include "model/kv_cache.h"
 #include "model/quant.h"
 #include "model/weight_keys.h"
@@ -56,6 +57,15 @@ size_t Footprint::total() const {
   return n;
 }
 
+bool Footprint::range_unreadable(int first, int last, bool embed, bool head) const {
+  for (const auto& [name, where] : unreadable) {
+    const int layer = where.first;
+    if (layer >= first && layer < last) return true;
+    if (layer < 0 && (embed || head)) return true;
+  }
+  return false;
+}
+
 size_t Footprint::range_bytes(int first, int last, bool embed, bool head) const {
   size_t n = (embed ? embed_bytes : 0) + (head ? head_bytes : 0);
   for (int i = std::max(first, 0); i < last && i < static_cast<int>(layer_bytes.size()); ++i) n += layer_bytes[i];
@@ -68,8 +78,16 @@ Footprint measure_checkpoint(const Checkpoint& ck, const ModelConfig& c) {
   std::map<std::string, KindSummary> kinds;
   const std::string& prefix = c.weight_prefix;
   for (const auto& name : ck.names()) {
-    const TensorInfo& t = ck.info(name);
     const auto layer = keys::layer_of(name, prefix);
+    const TensorInfo* found = nullptr;
+    try {
+      found = &ck.info(name);
+    } catch (const CheckpointError& e) {
+      // Report and go on: a broken shard should not hide what the rest of the folder holds.
+      f.unreadable[name] = {layer ? *layer : -1, e.what()};
+      continue;
+    }
+    const TensorInfo& t = *found;
     if (layer) {
       if (*layer < c.num_hidden_layers) f.layer_bytes[*layer] += t.nbytes;
       else f.ignored_bytes += t.nbytes;

@@ -26,7 +26,12 @@ struct Footprint {
   size_t head_bytes = 0;            // final norm + lm_head
   size_t ignored_bytes = 0;         // tensors no layer uses (e.g. DeepSeek-V3's MTP layer)
   std::vector<KindSummary> kinds;
+  // Tensors whose shard could not be opened (missing, truncated, corrupt): name -> error, and the
+  // layer each belongs to (-1 for embedding / head / other).
+  std::map<std::string, std::pair<int, std::string>> unreadable;
   size_t total() const;
+  // Whether any unreadable tensor is needed by layers [first, last) (+ embedding / head).
+  bool range_unreadable(int first, int last, bool embed, bool head) const;
   size_t range_bytes(int first, int last, bool embed, bool head) const;
 };
 

@@ -11,6 +11,8 @@
 
 namespace k2 {
 
+// silu(gate) ⊙ up, the SwiGLU activation, as one fused kernel.
+mlx::core::array silu_mul(const mlx::core::array& gate, const mlx::core::array& up);
 mlx::core::array swiglu_mlp(const MlpWeights& w, const mlx::core::array& x);
 
 // Router decision for x [..., hidden]: (expert indices [..., k] uint32, weights [..., k] float32).

@@ -68,9 +68,12 @@ class CheckpointTest : public ::testing::Test {
   }
 
   // Expects opening `dir` to throw CheckpointError whose message contains all `parts`.
+  // Opening the folder, or (for shards an index defers) touching every tensor, must fail with a
+  // message naming each of `parts`.
   void expect_rejected(const fs::path& dir, const std::vector<std::string>& parts) {
     try {
       k2::Checkpoint c(dir);
+      for (const auto& name : c.names()) c.info(name);
       ADD_FAILURE() << "expected CheckpointError for " << dir;
     } catch (const k2::CheckpointError& e) {
       const std::string msg = e.what();
@@ -167,6 +170,30 @@ TEST_F(CheckpointTest, IndexNamesMissingShard) {
   write_shard(dir_ / "model-00001-of-00002.safetensors", {{"a", {1}}});
   write_index({{"a", "model-00001-of-00002.safetensors"}, {"b", "model-00002-of-00002.safetensors"}});
   expect_rejected(dir_, {"model-00002-of-00002.safetensors"});
+}
+
+TEST_F(CheckpointTest, ShardsOutsideTheNeededRangeAreNeverOpened) {
+  // A pipeline stage's machine may hold only its own shards: the others can be missing or broken.
+  write_shard(dir_ / "model-00001-of-00003.safetensors", {{"model.layers.0.w", {1, 2}}});
+  write_text(dir_ / "model-00002-of-00003.safetensors", "truncated");
+  write_index({{"model.layers.0.w", "model-00001-of-00003.safetensors"},
+               {"model.layers.1.w", "model-00002-of-00003.safetensors"},
+               {"model.layers.2.w", "model-00003-of-00003.safetensors"}});
+  k2::Checkpoint c(dir_);
+  EXPECT_EQ(c.names().size(), 3u);
+  EXPECT_EQ(values(c, "model.layers.0.w"), (std::vector<uint32_t>{1, 2}));
+  try {
+    c.info("model.layers.1.w");
+    ADD_FAILURE() << "a truncated shard must be rejected when it is needed";
+  } catch (const k2::CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("model-00002-of-00003.safetensors"), std::string::npos) << e.what();
+  }
+  try {
+    c.read("model.layers.2.w");
+    ADD_FAILURE() << "a missing shard must be rejected when it is needed";
+  } catch (const k2::CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("model-00003-of-00003.safetensors"), std::string::npos) << e.what();
+  }
 }
 
 TEST_F(CheckpointTest, IndexNamesTensorTheShardLacks) {

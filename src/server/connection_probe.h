@@ -1,0 +1,24 @@
+// Whether the client of an HTTP request has gone away, found from the request's socket endpoints
+// (cpp-httplib 0.11 does not expose the socket to handlers). Used to cancel generation promptly.
+#pragma once
+
+#include <string>
+
+namespace k2 {
+
+class ConnectionProbe {
+ public:
+  ConnectionProbe(std::string local_addr, int local_port, std::string remote_addr, int remote_port);
+  // True once the peer has closed or reset the connection. When the socket cannot be found it
+  // answers false (never cancels a request by mistake).
+  bool peer_closed();
+
+ private:
+  bool matches(int fd) const;
+  std::string local_addr_, remote_addr_;
+  int local_port_, remote_port_;
+  int fd_ = -1;
+  bool searched_ = false;  // one scan of the descriptor table per request
+};
+
+}  // namespace k2
