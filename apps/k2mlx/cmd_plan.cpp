@@ -83,7 +83,7 @@ Command add_plan(CLI::App& app) {
     } else {
       const std::filesystem::path p = f->config;
       if (std::filesystem::is_directory(p) || p.filename() == "config.json") {
-        c = load_model_config(std::filesystem::is_directory(p) ? p : p.parent_path());
+        c = load_model_config(std::filesystem::is_directory(p) ? p : p.parent_path().empty() ? std::filesystem::path(".") : p.parent_path());
       } else {
         std::ifstream in(p);
         if (!in) throw InputError(fmt::format("--config {} cannot be opened", p.string()));
@@ -127,13 +127,14 @@ Command add_plan(CLI::App& app) {
       r.strategy = s;
       plan = make_plan(c, costs, nodes, r);
       fmt::print("{}\n", format_plan(plan));
+      if (!plan.feasible) break;  // no split fits, whatever the objective
     }
     if (!f->json_out.empty()) {
       std::ofstream out(f->json_out);
       if (!out) throw InputError(fmt::format("{}: cannot open for writing", f->json_out));
       out << plan_to_json(plan).dump(2) << "\n";
     }
-    if (!plan.feasible) throw InputError(plan.problem);
+    if (!plan.feasible) throw InputError("the model does not fit: " + plan.problem);
     return 0;
   };
 }

@@ -16,6 +16,9 @@ int main(int argc, char** argv) {
   reg(k2::cli::add_generate(app));
   reg(k2::cli::add_logits(app));
   reg(k2::cli::add_inspect(app));
+  reg(k2::cli::add_plan(app));
+  reg(k2::cli::add_launch(app));
+  reg(k2::cli::add_pipeline(app));
   reg(k2::cli::add_chat(app));
   reg(k2::cli::add_tokenize(app));
   reg(k2::cli::add_detokenize(app));
