@@ -19,20 +19,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import socket
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(ROOT / "bench"))
 
 import make_tiny_model as mtm  # noqa: E402
+from machine_info import machine  # noqa: E402
 
 
 def kimi_shaped(layers: int) -> dict:
@@ -87,20 +86,6 @@ def run(binary: Path, model: Path, ranks: int, ids: list[int], gen: int, chunk: 
     s = json.loads((work / "stats.0.json").read_text())
     return {"prefill_s": s["prefill_seconds"], "ms_per_token": 1e3 * s["decode_seconds"] / max(len(s["tokens"]) - 1, 1),
             "tokens": s["tokens"]}
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import mlx.core as mx
-
-    return f"{platform.system()} {platform.machine()}, {cpu}, {os.cpu_count()} cores, MLX {mx.__version__}, {mx.default_device()}"
 
 
 def main() -> None:

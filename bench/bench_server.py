@@ -57,7 +57,7 @@ def stream(addr, path: str, body: dict) -> dict:
     r = conn.getresponse()
     assert r.status == 200, r.read()
     first = last = None
-    usage, text, buf = None, "", b""
+    usage, text = None, ""
     while True:
         line = r.readline()
         if not line:
