@@ -101,7 +101,8 @@ def logits(model, ids: list[int], all_positions: bool = False) -> np.ndarray:
 
 
 def greedy(model, ids: list[int], max_tokens: int, stop: set[int] | None = None) -> tuple[list[int], list[float]]:
-    """Plain argmax loop with mlx-lm's KV cache: prefill the prompt in one call, then feed one token at a time.
+    """Plain argmax loop with mlx-lm's KV cache, arranged like mlx-lm's generate_step: the prompt but its last
+    token fills the cache, the last token then runs as the first single-token step, then one token at a time.
     Returns (generated ids, top-1 minus top-2 logit margin at every step) — the margins tell a tie-induced
     divergence from a real one."""
     import mlx.core as mx
@@ -109,7 +110,10 @@ def greedy(model, ids: list[int], max_tokens: int, stop: set[int] | None = None)
 
     stop = stop or set()
     cache = make_prompt_cache(model)
-    step_in = mx.array([ids], dtype=mx.int32)
+    if len(ids) > 1:
+        model(mx.array([ids[:-1]], dtype=mx.int32), cache=cache)
+        mx.eval([c.state for c in cache])
+    step_in = mx.array([ids[-1:]], dtype=mx.int32)
     tokens: list[int] = []
     margins: list[float] = []
     for _ in range(max_tokens):

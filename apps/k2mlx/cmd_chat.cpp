@@ -102,6 +102,7 @@ Command add_chat(CLI::App& app) {
       const size_t keep = std::min(common_prefix(cached, prompt), prompt.size() - 1);
       session.trim_to(static_cast<int>(keep));
       const std::vector<int> fresh(prompt.begin() + static_cast<long>(keep), prompt.end());
+      opts.history.assign(prompt.begin(), prompt.begin() + static_cast<long>(keep));  // repetition-penalty window
 
       TextPrinter printer(*text.tokenizer);
       g_interrupted = false;

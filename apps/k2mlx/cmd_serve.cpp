@@ -1,8 +1,12 @@
 // `k2mlx serve`: loads the model once, starts the generation worker and the OpenAI-compatible HTTP
-// server (with the chat page at /), and serves until SIGINT / SIGTERM.
+// server (with the chat page at /), and serves until SIGINT / SIGTERM. As one rank of a pipeline job
+// (`k2mlx launch -n 2 -- serve ...`) rank 0 serves HTTP and the other ranks follow its requests.
 #include <atomic>
 #include <csignal>
 #include <filesystem>
+#include <memory>
+#include <mutex>
+#include <optional>
 #include <pthread.h>
 #include <thread>
 
@@ -12,6 +16,10 @@
 #include "common.h"
 #include "core/error.h"
 #include "engine/worker.h"
+#include "mlx/mlx.h"
+#include "pipeline/launcher.h"
+#include "pipeline/pipeline_generator.h"
+#include "rank_setup.h"
 #include "server/completion_service.h"
 #include "server/http_server.h"
 #include "text_io.h"
@@ -22,6 +30,7 @@ namespace {
 
 struct ServeFlags {
   ModelFlags model;
+  StageFlags stage;
   HttpOptions http;
   std::string model_name;
   int context = 0;
@@ -32,12 +41,140 @@ struct ServeFlags {
   int prefill_chunk = 512;
 };
 
+// A pipeline that lost a rank: the generation worker reports it, the HTTP server is stopped and the
+// command exits with kExitPeerLost (the HTTP server may not exist yet when the loss happens).
+class LostPipeline {
+ public:
+  void attach(HttpServer* server) {
+    std::lock_guard lock(mutex_);
+    server_ = server;
+    if (lost_ && server_) server_->stop();
+  }
+  void report(const std::string& message) {
+    std::lock_guard lock(mutex_);
+    if (lost_) return;
+    lost_ = true;
+    fmt::print(stderr, "{}; stopping the server\n", message);
+    std::fflush(stderr);
+    if (server_) server_->stop();
+  }
+  bool lost() const {
+    std::lock_guard lock(mutex_);
+    return lost_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  HttpServer* server_ = nullptr;
+  bool lost_ = false;
+};
+
+// Serves HTTP through `worker` until a signal (or the lost pipeline) stops the server.
+void serve_http(ServeFlags& f, const TextModel& text, const ModelConfig& config, TokenGenerator& worker,
+                sigset_t signals, LostPipeline* lost) {
+  const int max_context = config.max_position_embeddings;
+  ServiceOptions so;
+  const std::string dir_name = std::filesystem::path(f.model.model_dir).lexically_normal().filename().string();
+  so.model_name = !f.model_name.empty() ? f.model_name
+                  : !dir_name.empty()   ? dir_name
+                                        : std::filesystem::path(f.model.model_dir).parent_path().filename().string();
+  so.model_aliases = {f.model.model_dir};
+  so.context = f.context > 0 ? f.context : max_context;
+  so.default_max_tokens = f.max_tokens;
+  so.stop_tokens = text.stop_tokens(config.eos_token_ids);
+  CompletionService service(*text.tokenizer, text.chat_template, worker, so);
+
+  HttpServer server(service, f.http);
+  const int port = server.bind();
+  if (lost) lost->attach(&server);
+  fmt::print(stderr, "k2mlx serve: model '{}' (context {} tokens{}) listening on http://{}:{}\n", so.model_name,
+             so.context, text.chat_template ? "" : ", no chat template: /v1/completions only", f.http.host, port);
+  std::atomic<bool> signalled{false};
+  std::thread stopper([&] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    if (signalled.exchange(true)) return;  // woken by the main thread below
+    fmt::print(stderr, "k2mlx serve: stopping (signal {})\n", sig);
+    server.stop();
+  });
+  server.serve();
+  if (!signalled.exchange(true)) pthread_kill(stopper.native_handle(), SIGTERM);  // serve() ended on its own
+  stopper.join();
+  if (lost) lost->attach(nullptr);
+}
+
+WorkerOptions worker_options(const ServeFlags& f) {
+  WorkerOptions wo;
+  wo.max_queue = f.queue;
+  wo.prefill_chunk = f.prefill_chunk;
+  wo.prompt_cache.max_bytes = static_cast<size_t>(f.prompt_cache_mib * 1024 * 1024);
+  wo.prompt_cache.max_entries = f.prompt_cache_entries;
+  return wo;
+}
+
+void check_context(const ServeFlags& f, const ModelConfig& config) {
+  const int max_context = config.max_position_embeddings;
+  if (f.context < 0 || f.context > max_context)
+    throw InputError(fmt::format("--context must be between 1 and the model's {} tokens, got {}", max_context, f.context));
+}
+
+// One rank of a pipeline job: rank 0 serves HTTP with a PipelineJobRunner, the others follow it.
+// Returns nothing when the job has a single rank (then the caller serves locally).
+std::optional<int> serve_pipeline(ServeFlags& f, sigset_t signals) {
+  install_crash_handler();
+  mlx::core::distributed::Group group = join_group(f.stage);
+  const int rank = group.rank(), size = group.size();
+  if (size == 1) return std::nullopt;
+  const ModelConfig config = load_model_config(f.model.model_dir);
+  check_context(f, config);
+  const auto ranges = stage_ranges(f.stage, f.model.model_dir, config, size);
+  LoadOptions o = f.model.load_options();
+  o.first_layer = ranges[rank].first;
+  o.last_layer = ranges[rank].second;
+  o.load_embedding = rank == 0;
+  o.load_head = rank == size - 1;
+  std::optional<TextModel> text;
+  if (rank == 0) text = TextModel::load(f.model.model_dir);
+  Model stage = load_model(f.model, o);
+  StageLink link(stage, group);
+  set_crash_link(&link);
+  guarded(link, [&] { link.handshake(); return 0; });
+  if (!f.model.quiet)
+    fmt::print(stderr, "[rank {}/{}] layers [{}, {}){}{} ready{}\n", rank, size, o.first_layer, o.last_layer,
+               o.load_embedding ? " +embedding" : "", o.load_head ? " +lm_head" : "",
+               rank == 0 ? ", serving HTTP" : ", following rank 0");
+  if (rank > 0) {
+    pthread_sigmask(SIG_UNBLOCK, &signals, nullptr);  // the launcher stops followers with SIGTERM
+    const FollowStats stats = guarded(link, [&] { return follow_requests(link); });
+    if (!f.model.quiet)
+      fmt::print(stderr, "[rank {}/{}] rank 0 shut the job down after {} requests ({} cancelled)\n", rank, size,
+                 stats.requests, stats.cancelled);
+  } else {
+    LostPipeline lost;
+    PipelineServeOptions po;
+    po.prefill_chunk = f.prefill_chunk;
+    po.reuse_prompts = f.prompt_cache_mib > 0 && f.prompt_cache_entries > 0;
+    auto runner = std::make_unique<PipelineJobRunner>(
+        link, po, [&](const std::exception& e) { lost.report(peer_lost(e, link).what()); });
+    {
+      GenerationWorker worker(std::move(runner), worker_options(f));  // its destructor sends kShutdown
+      serve_http(f, *text, config, worker, signals, &lost);
+    }
+    if (lost.lost()) return kExitPeerLost;
+  }
+  // Leave together: a rank that exits while a neighbour still reads would look like a lost peer.
+  guarded(link, [&] { mlx::core::eval(mlx::core::distributed::all_sum(mlx::core::array(1.0f), group)); return 0; });
+  set_crash_link(nullptr);
+  return 0;
+}
+
 }  // namespace
 
 Command add_serve(CLI::App& app) {
   auto f = std::make_shared<ServeFlags>();
   CLI::App* cmd = app.add_subcommand("serve", "Serve the model over an OpenAI-compatible HTTP API with a chat page");
   f->model.add_to(*cmd);
+  f->stage.add_to(*cmd);
   cmd->add_option("--host", f->http.host, "Address to listen on (0.0.0.0 opens the server to the network)")
       ->capture_default_str();
   cmd->add_option("--port", f->http.port, "Port to listen on (0 = any free port, printed at start)")->capture_default_str();
@@ -70,45 +207,19 @@ Command add_serve(CLI::App& app) {
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
     std::signal(SIGPIPE, SIG_IGN);
 
+    if (f->stage.wanted()) {
+      try {
+        if (std::optional<int> rc = serve_pipeline(*f, signals)) return *rc;
+      } catch (const PeerLost& e) {
+        fmt::print(stderr, "{}\n", e.what());
+        return kExitPeerLost;
+      }
+    }
     TextModel text = TextModel::load(f->model.model_dir);
     Model model = load_model(f->model, f->model.load_options());
-    const int max_context = model.config().max_position_embeddings;
-    if (f->context < 0 || f->context > max_context)
-      throw InputError(fmt::format("--context must be between 1 and the model's {} tokens, got {}", max_context, f->context));
-
-    WorkerOptions wo;
-    wo.max_queue = f->queue;
-    wo.prefill_chunk = f->prefill_chunk;
-    wo.prompt_cache.max_bytes = static_cast<size_t>(f->prompt_cache_mib * 1024 * 1024);
-    wo.prompt_cache.max_entries = f->prompt_cache_entries;
-    GenerationWorker worker(model, wo);
-
-    ServiceOptions so;
-    const std::string dir_name = std::filesystem::path(f->model.model_dir).lexically_normal().filename().string();
-    so.model_name = !f->model_name.empty() ? f->model_name
-                    : !dir_name.empty()    ? dir_name
-                                           : std::filesystem::path(f->model.model_dir).parent_path().filename().string();
-    so.model_aliases = {f->model.model_dir};
-    so.context = f->context > 0 ? f->context : max_context;
-    so.default_max_tokens = f->max_tokens;
-    so.stop_tokens = text.stop_tokens(model.config().eos_token_ids);
-    CompletionService service(*text.tokenizer, text.chat_template, worker, so);
-
-    HttpServer server(service, f->http);
-    const int port = server.bind();
-    fmt::print(stderr, "k2mlx serve: model '{}' (context {} tokens{}) listening on http://{}:{}\n", so.model_name,
-               so.context, text.chat_template ? "" : ", no chat template: /v1/completions only", f->http.host, port);
-    std::atomic<bool> signalled{false};
-    std::thread stopper([&] {
-      int sig = 0;
-      sigwait(&signals, &sig);
-      if (signalled.exchange(true)) return;  // woken by the main thread below
-      fmt::print(stderr, "k2mlx serve: stopping (signal {})\n", sig);
-      server.stop();
-    });
-    server.serve();
-    if (!signalled.exchange(true)) pthread_kill(stopper.native_handle(), SIGTERM);  // serve() ended on its own
-    stopper.join();
+    check_context(*f, model.config());
+    GenerationWorker worker(model, worker_options(*f));
+    serve_http(*f, text, model.config(), worker, signals, nullptr);
     return 0;
   };
 }

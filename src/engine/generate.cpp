@@ -37,8 +37,12 @@ GenerationStats generate(Session& session, const std::vector<int>& prompt, Sampl
   // Recent tokens for the repetition penalty (prompt tail, then generated ids).
   const int context = sampler.params().repetition_penalty != 1.0f ? sampler.params().repetition_context : 0;
   std::deque<int> recent;
-  for (size_t i = prompt.size() > static_cast<size_t>(context) ? prompt.size() - context : 0; i < prompt.size(); ++i)
-    recent.push_back(prompt[i]);
+  for (const std::vector<int>* ids : {&options.history, &prompt})
+    for (int id : *ids) {
+      if (context == 0) break;
+      recent.push_back(id);
+      if (static_cast<int>(recent.size()) > context) recent.pop_front();
+    }
   auto recent_array = [&]() -> std::optional<mx::array> {
     if (context == 0 || recent.empty()) return std::nullopt;
     std::vector<int> v(recent.begin(), recent.end());

@@ -15,6 +15,9 @@ struct GenerateOptions {
   int max_tokens = 256;
   int prefill_chunk = 512;
   std::vector<int> stop_tokens;  // generation ends when one is sampled (it is not emitted)
+  // Ids the session already holds before `prompt` (a reused prefix): they seed the repetition-penalty
+  // window together with the prompt, as if the whole sequence had been passed.
+  std::vector<int> history;
 };
 
 struct GenerationStats {

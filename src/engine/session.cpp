@@ -34,27 +34,29 @@ mx::array Session::prefill(const std::vector<int>& ids, int chunk, bool all_posi
     if (id < 0 || id >= vocab) throw InputError(fmt::format("token id {} is outside the vocabulary [0, {})", id, vocab));
   const int n = static_cast<int>(ids.size());
   const int step = chunk <= 0 ? n : chunk;
-  std::vector<mx::array> all;
-  mx::array last = mx::array(0.0f);
-  for (int start = 0; start < n; start += step) {
-    const int len = std::min(step, n - start);
-    mx::array chunk_ids(ids.data() + start, mx::Shape{1, len}, mx::int32);
-    mx::array h = model_.run_layers(model_.embed(chunk_ids), cache_);  // [1, len, hidden]
-    if (all_positions) {
-      all.push_back(mx::reshape(model_.head(h), {len, vocab}));
+  if (all_positions) {
+    std::vector<mx::array> all;
+    for (int start = 0; start < n; start += step) {
+      const int len = std::min(step, n - start);
+      mx::array chunk_ids(ids.data() + start, mx::Shape{1, len}, mx::int32);
+      all.push_back(mx::reshape(forward(chunk_ids), {len, vocab}));  // [len, vocab]
       mx::eval(all.back());
-    } else if (start + len == n) {
-      // Only the last position's logits are needed: the lm_head never sees the rest of the prompt.
-      const int hidden = h.shape(2);
-      last = mx::reshape(model_.head(mx::slice(h, {0, len - 1, 0}, {1, len, hidden})), {vocab});
-    }
-    if (start + len < n) {
-      mx::eval(cache_.state());
       mx::clear_cache();
     }
+    return all.size() == 1 ? all.front() : mx::concatenate(all, 0);
   }
-  if (all_positions) return all.size() == 1 ? all.front() : mx::concatenate(all, 0);
-  return last;
+  // All but the last token only fill the cache: evaluating just the cache lets MLX skip what no cache
+  // entry depends on (the last layer's attention output and feed-forward for those positions, and the
+  // lm_head). The last token then runs as a decode step, which yields the logits (as mlx-lm's
+  // generate_step does).
+  for (int start = 0; start < n - 1; start += step) {
+    const int len = std::min(step, n - 1 - start);
+    mx::array chunk_ids(ids.data() + start, mx::Shape{1, len}, mx::int32);
+    model_.run_layers(model_.embed(chunk_ids), cache_);
+    mx::eval(cache_.state());
+    mx::clear_cache();
+  }
+  return decode_step(ids.back());
 }
 
 mx::array Session::decode_step(const mx::array& token) {

@@ -16,8 +16,9 @@ class Session {
   explicit Session(const Model& model);
 
   // Runs `ids` through the model `chunk` tokens at a time (0 = all at once), appending to the cache.
-  // Returns float logits [vocab] for the last position, or [n, vocab] for every new position when
-  // all_positions is set. Evaluates the cache after each chunk to bound memory.
+  // Returns logits [vocab] for the last position (lazy; the last token runs as a decode step), or
+  // [n, vocab] for every new position when all_positions is set. Evaluates the cache after each
+  // chunk to bound memory.
   mlx::core::array prefill(const std::vector<int>& ids, int chunk = 512, bool all_positions = false);
 
   // One token (possibly still being computed: a lazy scalar) -> logits [vocab] (lazy).

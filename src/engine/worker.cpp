@@ -1,5 +1,6 @@
-// Worker thread: pops jobs in order, leases a session from the prompt cache, prefills the uncached part
-// in chunks (checking cancellation between chunks), runs generate() on the tail and keeps the session.
+// Worker thread: pops jobs in order and hands each to the JobRunner. The local runner leases a session
+// from the prompt cache, prefills the uncached part in chunks (checking cancellation between chunks),
+// runs generate() on the tail and keeps the session.
 #include "engine/worker.h"
 
 #include <algorithm>
@@ -18,8 +19,16 @@ double seconds_between(std::chrono::steady_clock::time_point a, std::chrono::ste
 }
 }  // namespace
 
+int prefill_tail(const SamplingParams& sampling, int prompt_tokens, int reused) {
+  const bool penalty = sampling.repetition_penalty != 1.0f;
+  return std::clamp(penalty ? sampling.repetition_context : 1, 1, prompt_tokens - reused);
+}
+
 GenerationWorker::GenerationWorker(const Model& model, WorkerOptions options)
-    : model_(model), options_(options), cache_(model, options.prompt_cache) {
+    : GenerationWorker(std::make_unique<LocalJobRunner>(model, options.prefill_chunk, options.prompt_cache), options) {}
+
+GenerationWorker::GenerationWorker(std::unique_ptr<JobRunner> runner, WorkerOptions options)
+    : runner_(std::move(runner)), options_(options) {
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -59,7 +68,7 @@ void GenerationWorker::loop() {
     {
       std::unique_lock lock(mutex_);
       cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping and drained
+      if (queue_.empty()) break;  // stopping and drained
       q = std::move(queue_.front());
       queue_.pop_front();
       busy_ = true;
@@ -71,7 +80,9 @@ void GenerationWorker::loop() {
       result.finish_reason = "cancelled";
     } else {
       try {
-        run(q, result);
+        if (q.job.prompt.empty()) throw InputError("the prompt is empty: at least one token is needed");
+        q.job.sampling.validate();
+        runner_->run(q.job, *q.handle, result);
       } catch (...) {
         result.error = std::current_exception();
       }
@@ -79,8 +90,8 @@ void GenerationWorker::loop() {
     {
       std::lock_guard lock(mutex_);
       busy_ = false;
-      cache_entries_ = cache_.size();
-      cache_bytes_ = cache_.bytes();
+      cache_entries_ = runner_->cache_entries();
+      cache_bytes_ = runner_->cache_bytes();
     }
     if (q.job.on_done) {
       try {
@@ -90,25 +101,26 @@ void GenerationWorker::loop() {
       }
     }
   }
+  runner_->finish();
 }
 
-void GenerationWorker::run(Queued& q, JobResult& result) {
+LocalJobRunner::LocalJobRunner(const Model& model, int prefill_chunk, PromptCacheOptions prompt_cache)
+    : prefill_chunk_(prefill_chunk), cache_(model, prompt_cache) {}
+
+void LocalJobRunner::run(GenerationJob& job, const JobHandle& handle, JobResult& result) {
   const auto start = std::chrono::steady_clock::now();
-  const std::vector<int>& prompt = q.job.prompt;
-  if (prompt.empty()) throw InputError("the prompt is empty: at least one token is needed");
-  q.job.sampling.validate();
+  const std::vector<int>& prompt = job.prompt;
   PromptCache::Lease lease = cache_.acquire(prompt);
   Session& session = *lease.session;
   result.cached_tokens = lease.reused;
 
   // Everything but the tail is prefilled here, chunk by chunk, so a cancelled request stops between
-  // chunks; generate() then prefills the tail (which also seeds its repetition-penalty window).
+  // chunks; generate() then prefills the tail, its repetition-penalty window seeded from the whole prompt.
   const int n = static_cast<int>(prompt.size());
-  const bool penalty = q.job.sampling.repetition_penalty != 1.0f;
-  const int tail = std::clamp(penalty ? q.job.sampling.repetition_context : 1, 1, n - lease.reused);
-  const int chunk = options_.prefill_chunk > 0 ? options_.prefill_chunk : n;
+  const int tail = prefill_tail(job.sampling, n, lease.reused);
+  const int chunk = prefill_chunk_ > 0 ? prefill_chunk_ : n;
   for (int pos = lease.reused; pos < n - tail; pos += chunk) {
-    if (q.handle->cancelled()) {
+    if (handle.cancelled()) {
       result.finish_reason = "cancelled";
       return;  // the session is dropped: its cache holds a partial prompt nobody asked to keep
     }
@@ -118,11 +130,12 @@ void GenerationWorker::run(Queued& q, JobResult& result) {
     mx::eval(session.cache().state());
   }
 
-  Sampler sampler(q.job.sampling);
+  Sampler sampler(job.sampling);
   GenerateOptions options;
-  options.max_tokens = q.job.max_tokens;
+  options.max_tokens = job.max_tokens;
   options.prefill_chunk = chunk;
-  options.stop_tokens = q.job.stop_tokens;
+  options.stop_tokens = job.stop_tokens;
+  if (job.sampling.repetition_penalty != 1.0f) options.history.assign(prompt.begin(), prompt.end() - tail);
   std::chrono::steady_clock::time_point first;
   bool have_first = false;
   const std::vector<int> tail_ids(prompt.end() - tail, prompt.end());
@@ -132,8 +145,8 @@ void GenerationWorker::run(Queued& q, JobResult& result) {
       first = std::chrono::steady_clock::now();
       result.first_token_seconds = seconds_between(start, first);
     }
-    if (q.handle->cancelled()) return false;
-    return !q.job.on_token || q.job.on_token(id);
+    if (handle.cancelled()) return false;
+    return !job.on_token || job.on_token(id);
   });
   const auto end = std::chrono::steady_clock::now();
   if (have_first) result.decode_seconds = seconds_between(first, end);

@@ -1,6 +1,7 @@
 // The single generation worker: one thread owns the model and runs queued jobs in order (bounded queue,
-// cancellation, prompt reuse through PromptCache). Jobs are token ids in, token ids out; text and HTTP
-// live in the caller. TokenGenerator is the interface the server depends on (a fake stands in for tests).
+// cancellation); a JobRunner does the model work (locally with prompt reuse through PromptCache, or as
+// rank 0 of a pipeline). Jobs are token ids in, token ids out; text and HTTP live in the caller.
+// TokenGenerator is the interface the server depends on (a fake stands in for tests).
 #pragma once
 
 #include <atomic>
@@ -77,9 +78,40 @@ struct WorkerOptions {
   PromptCacheOptions prompt_cache;
 };
 
+// The model side of one job, called on the worker thread only. run() fills tokens, finish_reason,
+// cached_tokens, first_token_seconds and decode_seconds (measured from `start`), polls
+// handle.cancelled(), and throws on failure (InputError = the request's fault).
+class JobRunner {
+ public:
+  virtual ~JobRunner() = default;
+  virtual void run(GenerationJob& job, const JobHandle& handle, JobResult& result) = 0;
+  virtual size_t cache_entries() const = 0;
+  virtual size_t cache_bytes() const = 0;
+  virtual void finish() {}  // after the last job, before the worker thread ends
+};
+
+// Runs jobs on a whole model in this process, reusing prompts through a PromptCache.
+class LocalJobRunner : public JobRunner {
+ public:
+  LocalJobRunner(const Model& model, int prefill_chunk, PromptCacheOptions prompt_cache);
+  void run(GenerationJob& job, const JobHandle& handle, JobResult& result) override;
+  size_t cache_entries() const override { return cache_.size(); }
+  size_t cache_bytes() const override { return cache_.bytes(); }
+
+ private:
+  int prefill_chunk_;
+  PromptCache cache_;
+};
+
+// How many of a prompt's last tokens go through generate() (the rest is prefilled first, in chunks):
+// every runner splits prompts the same way, so that the same request gives the same floating-point
+// work wherever it runs.
+int prefill_tail(const SamplingParams& sampling, int prompt_tokens, int reused);
+
 class GenerationWorker : public TokenGenerator {
  public:
-  GenerationWorker(const Model& model, WorkerOptions options);
+  GenerationWorker(const Model& model, WorkerOptions options);  // a LocalJobRunner
+  GenerationWorker(std::unique_ptr<JobRunner> runner, WorkerOptions options);
   ~GenerationWorker() override;  // cancels queued jobs (their on_done reports "cancelled") and joins
 
   std::shared_ptr<JobHandle> submit(GenerationJob job) override;
@@ -92,11 +124,9 @@ class GenerationWorker : public TokenGenerator {
     std::chrono::steady_clock::time_point queued_at;
   };
   void loop();
-  void run(Queued& q, JobResult& result);
 
-  const Model& model_;
+  std::unique_ptr<JobRunner> runner_;  // touched only by the worker thread
   WorkerOptions options_;
-  PromptCache cache_;  // touched only by the worker thread
   mutable std::mutex mutex_;
   std::condition_variable cv_;
   std::deque<Queued> queue_;

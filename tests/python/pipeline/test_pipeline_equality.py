@@ -1,6 +1,7 @@
 # N ranks == 1 rank: greedy and seeded-sampled tokens identical, logits within float32 tolerance, on tiny
 # Kimi-K2- and DeepSeek-V3-shaped models, for even and uneven splits over 2 and 3 ranks (ring backend
-# on 127.0.0.1), plus the memory accounting that shows each rank loaded only its own layers.
+# on 127.0.0.1), plus the memory accounting that shows each rank loaded only its own layers, and a text
+# prompt (--prompt) giving what `generate --prompt` gives.
 from __future__ import annotations
 
 import json
@@ -112,3 +113,15 @@ def test_plan_json_drives_the_split(k2, tiny, tmp_path, reference):
                        GEN_TOKENS, "--ignore-eos", "-q", "--plan", plan])
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == [str(t) for t in reference["kimi"]["greedy"]]
+
+
+def test_text_prompt_matches_generate(k2, tiny, tmp_path):
+    # `pipeline --prompt TEXT`: every rank encodes the text with the folder's tokenizer; rank 0 prints text.
+    common = ["--model", tiny["kimi"], "--dtype", "float32", "--prompt", "Hello, world", "--max-tokens", GEN_TOKENS,
+              "--ignore-eos", "--temp", "0", "-q"]
+    ref = run(k2, ["generate", *common, "--ids-out", tmp_path / "ref.json"])
+    assert ref.returncode == 0, ref.stderr
+    p = launch(k2, 2, ["pipeline", *common, "--ids-out", tmp_path / "ids.json"])
+    assert p.returncode == 0, p.stderr
+    assert json.loads((tmp_path / "ids.json").read_text()) == json.loads((tmp_path / "ref.json").read_text())
+    assert p.stdout == ref.stdout and p.stdout.strip()
