@@ -31,5 +31,8 @@ fi
 echo "[run] k2mlx inspect --model $mlx3 --context 40000"
 "$k2mlx" inspect --model "$mlx3" --context 40000
 echo
-echo "[run] k2mlx generate --model $mlx3 --ids 1,2,3,4,5,6,7,8 --max-tokens 32 $*"
-"$k2mlx" generate --model "$mlx3" --ids 1,2,3,4,5,6,7,8 --max-tokens 32 "$@"
+# The weights are random, so the text is gibberish; the run shows the whole path (tokenizer, prefill,
+# decode, streaming text, statistics).
+prompt="Explain mixture-of-experts models in one paragraph."
+echo "[run] k2mlx generate --model $mlx3 --prompt \"$prompt\" --max-tokens 32 $*"
+"$k2mlx" generate --model "$mlx3" --prompt "$prompt" --max-tokens 32 "$@"

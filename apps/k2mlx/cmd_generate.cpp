@@ -109,6 +109,7 @@ Command add_generate(CLI::App& app) {
     });
     if (printer) printer->finish();
     fmt::print("\n");
+    std::fflush(stdout);  // the statistics below go to stderr; keep them after the text
     if (!f->ids_out.empty()) {
       std::ofstream out(f->ids_out);
       if (!out) throw InputError(fmt::format("{}: cannot open for writing", f->ids_out));
