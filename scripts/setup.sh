@@ -16,7 +16,7 @@ log() { printf '[setup] %s\n' "$*"; }
 install_system_packages() {
   local pkgs=(build-essential cmake ninja-build pkg-config nlohmann-json3-dev libcli11-dev
               libfmt-dev libspdlog-dev libgtest-dev libgmock-dev libpcre2-dev libcpp-httplib-dev
-              chromium curl)
+              chromium curl strace)
   local missing=()
   for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

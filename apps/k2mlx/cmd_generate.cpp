@@ -77,14 +77,7 @@ Command add_generate(CLI::App& app) {
     std::vector<int> prompt_ids;
     if (!f->prompt.empty()) {
       text = TextModel::load(f->model.model_dir);
-      if (f->chat) {
-        nlohmann::ordered_json messages = nlohmann::ordered_json::array();
-        if (!f->system.empty()) messages.push_back({{"role", "system"}, {"content", f->system}});
-        messages.push_back({{"role", "user"}, {"content", f->prompt}});
-        prompt_ids = text->encode_chat(messages);
-      } else {
-        prompt_ids = text->tokenizer->encode(f->prompt, /*allow_special=*/true);
-      }
+      prompt_ids = text->encode_prompt(f->prompt, f->chat, f->system);
     } else {
       prompt_ids = parse_ids(f->ids);
     }

@@ -87,14 +87,7 @@ int run_rank(PipelineFlags& flags) {
     std::vector<int> ids;
     if (!f->prompt.empty()) {
       text = TextModel::load(f->model.model_dir);
-      if (f->chat) {
-        nlohmann::ordered_json messages = nlohmann::ordered_json::array();
-        if (!f->system.empty()) messages.push_back({{"role", "system"}, {"content", f->system}});
-        messages.push_back({{"role", "user"}, {"content", f->prompt}});
-        ids = text->encode_chat(messages);
-      } else {
-        ids = text->tokenizer->encode(f->prompt, /*allow_special=*/true);
-      }
+      ids = text->encode_prompt(f->prompt, f->chat, f->system);
     } else {
       ids = parse_ids(f->ids);
     }

@@ -54,6 +54,14 @@ std::vector<int> TextModel::encode_chat(const nlohmann::ordered_json& messages, 
   return tokenizer->encode(chat_template->render(messages, o), /*allow_special=*/true);
 }
 
+std::vector<int> TextModel::encode_prompt(const std::string& prompt, bool chat, const std::string& system) const {
+  if (!chat) return tokenizer->encode(prompt, /*allow_special=*/true);
+  nlohmann::ordered_json messages = nlohmann::ordered_json::array();
+  if (!system.empty()) messages.push_back({{"role", "system"}, {"content", system}});
+  messages.push_back({{"role", "user"}, {"content", prompt}});
+  return encode_chat(messages);
+}
+
 void TextPrinter::operator()(int id) {
   // Embedding tables can have more rows than the tokenizer has tokens (DeepSeek-V3: 129,280 vs
   // ~128,800); such an id has no text.

@@ -26,6 +26,10 @@ struct TextModel {
   // Stop ids: the model's eos ids plus <|im_end|> / [EOS] / <｜end▁of▁sentence｜> when the tokenizer has them.
   std::vector<int> stop_tokens(const std::vector<int>& model_eos) const;
 
+  // A prompt as ids: the text itself, or (chat) a user turn after an optional system message, rendered
+  // with the model's chat template including the generation prompt.
+  std::vector<int> encode_prompt(const std::string& prompt, bool chat, const std::string& system) const;
+
   // Decodes ids, leaving out ids the tokenizer does not know (embedding rows beyond its vocabulary).
   std::string decode_known(const std::vector<int>& ids, bool skip_special = false) const;
 
