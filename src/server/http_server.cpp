@@ -4,6 +4,7 @@
 #include "server/http_server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 #include <fmt/chrono.h>
 #include <fmt/format.h>
 
@@ -86,7 +87,17 @@ HttpServer::HttpServer(CompletionService& service, HttpOptions options)
   const size_t threads = static_cast<size_t>(std::max(2, options_.threads));
   http_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   http_->set_payload_max_length(options_.max_body_bytes);
+  // Remember the listening socket (replacing httplib's default options, of which only SO_REUSEADDR is
+  // wanted) so bind() can enlarge its backlog.
+  http_->set_socket_options([this](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, reinterpret_cast<const char*>(&yes), sizeof(yes));
+    listen_fd_ = static_cast<int>(sock);
+  });
   http_->set_keep_alive_timeout(5);
+  // A loaded machine (the model uses every core) can delay a client's request past httplib's 5 s default;
+  // closing the socket then resets the client instead of serving it.
+  http_->set_read_timeout(60);
   routes();
 }
 
@@ -97,6 +108,10 @@ int HttpServer::bind() {
   if (port == 0) port = http_->bind_to_any_port(options_.host);
   else if (!http_->bind_to_port(options_.host, port)) port = -1;
   if (port < 0) throw Error(fmt::format("cannot listen on {}:{} (address in use or not available)", options_.host, options_.port));
+  // cpp-httplib (0.11, as Debian builds it) listens with a backlog of 5: a burst of clients overflows it
+  // while the accept thread waits for a core, and the kernel then resets connections. Calling listen()
+  // again on the bound socket enlarges the queue (POSIX; Linux and macOS honour it).
+  if (listen_fd_ >= 0) ::listen(listen_fd_, 512);
   return port;
 }
 

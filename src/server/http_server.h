@@ -39,6 +39,7 @@ class HttpServer {
   CompletionService& service_;
   HttpOptions options_;
   std::unique_ptr<httplib::Server> http_;
+  int listen_fd_ = -1;  // the listening socket, once bound
 };
 
 }  // namespace k2
