@@ -89,18 +89,12 @@ Command add_generate(CLI::App& app) {
     opts.prefill_chunk = f->prefill_chunk;
     if (!f->ignore_eos)
       opts.stop_tokens = text ? text->stop_tokens(model.config().eos_token_ids) : model.config().eos_token_ids;
-    std::optional<TextPrinter> printer;
-    if (text) printer.emplace(*text->tokenizer);
+    TokenOutput output(text ? text->tokenizer.get() : nullptr);
     GenerationStats stats = generate(session, prompt_ids, sampler, opts, [&](int id) {
-      if (printer) {
-        (*printer)(id);
-      } else {
-        fmt::print("{} ", id);
-        std::fflush(stdout);
-      }
+      output(id);
       return true;
     });
-    if (printer) printer->finish();
+    output.finish();
     fmt::print("\n");
     std::fflush(stdout);  // the statistics below go to stderr; keep them after the text
     if (!f->ids_out.empty()) {

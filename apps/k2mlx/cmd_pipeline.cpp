@@ -128,20 +128,14 @@ int run_rank(PipelineFlags& flags) {
       GenerateOptions go;
       go.max_tokens = f->max_tokens;
       if (!f->ignore_eos) go.stop_tokens = text ? text->stop_tokens(config.eos_token_ids) : config.eos_token_ids;
-      std::optional<TextPrinter> printer;
-      if (text && rank == 0) printer.emplace(*text->tokenizer);
+      TokenOutput output(text && rank == 0 ? text->tokenizer.get() : nullptr);
       result = guarded([&] {
         return runner.generate(ids, f->sampling, go, [&](int id) {
-          if (printer) {
-            (*printer)(id);
-          } else {
-            fmt::print("{} ", id);
-            std::fflush(stdout);
-          }
+          output(id);
           return true;
         });
       });
-      if (printer) printer->finish();
+      output.finish();
       if (rank == 0) fmt::print("\n");
       const bool placeholder = f->ids_out.find("{rank}") != std::string::npos;
       if (!f->ids_out.empty() && (placeholder || rank == 0)) {

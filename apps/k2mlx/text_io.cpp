@@ -80,4 +80,17 @@ void TextPrinter::finish() {
   std::fflush(stdout);
 }
 
+void TokenOutput::operator()(int id) {
+  if (printer_) {
+    (*printer_)(id);
+    return;
+  }
+  fmt::print("{} ", id);
+  std::fflush(stdout);
+}
+
+void TokenOutput::finish() {
+  if (printer_) printer_->finish();
+}
+
 }  // namespace k2::cli

@@ -52,4 +52,17 @@ class TextPrinter {
   std::string text_;
 };
 
+// Streams generated tokens to stdout: as text when a tokenizer is given, else as space-separated ids.
+class TokenOutput {
+ public:
+  explicit TokenOutput(const Tokenizer* tokenizer) {
+    if (tokenizer) printer_.emplace(*tokenizer);
+  }
+  void operator()(int id);
+  void finish();  // emits text held back for an incomplete UTF-8 character
+
+ private:
+  std::optional<TextPrinter> printer_;
+};
+
 }  // namespace k2::cli
