@@ -1,0 +1,158 @@
+// Our CPU quantized matmul against MLX's own quantized_matmul / gather_qmm (the reference we did not
+// write), for every width and group size, odd shapes, 1-17 activation rows, 1-4 threads, f32/bf16/f16
+// activations and scales, and the scalar reference kernel against the SIMD one. Plus the thread pool.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <stdexcept>
+#include <vector>
+
+#include "kernels/quantized_matmul.h"
+#include "kernels/thread_pool.h"
+#include "mlx/mlx.h"
+#include "model/mlx_compat.h"
+
+namespace mx = mlx::core;
+using k2::kernels::CpuKernels;
+using k2::kernels::SimdLevel;
+
+namespace {
+
+struct Quantized {
+  mx::array w, scales, biases;
+};
+
+Quantized make_weights(mx::Shape shape, int bits, int group, mx::Dtype scale_dtype, uint64_t seed) {
+  mx::array dense = mx::random::normal(shape, mx::float32, 0.0f, 0.05f, mx::random::key(seed));
+  auto parts = mx::quantize(dense, group, bits);
+  return {parts[0], mx::astype(parts[1], scale_dtype), mx::astype(parts[2], scale_dtype)};
+}
+
+// The exact float32 weights: scales and biases are widened first, since MLX dequantizes in the scales' dtype.
+mx::array dense_of(const Quantized& q, int group, int bits) {
+  return mx::dequantize(q.w, mx::astype(q.scales, mx::float32), mx::astype(q.biases, mx::float32), group, bits,
+                        "affine", std::nullopt, mx::float32);
+}
+
+// Worst-case error of the int16 activation quantization: each x_i moves by at most max|x_g|/65534, so a
+// dot product moves by at most Σ_i |w_i|·max|x_g(i)|/65534; plus float rounding of the sums.
+mx::array error_bound(const mx::array& x, const mx::array& w_dense, int group) {
+  const int K = x.shape(-1);
+  mx::Shape grouped = x.shape();
+  grouped.back() = K / group;
+  grouped.push_back(group);
+  mx::array gmax = mx::max(mx::abs(mx::reshape(x, grouped)), -1, true);                     // [..., G, 1]
+  mx::array amax = mx::reshape(mx::broadcast_to(gmax, grouped), x.shape());                  // [..., K]
+  mx::array quant = mx::matmul(amax, mx::transpose(mx::abs(w_dense))) / 65534.0f;
+  mx::array rounding = mx::matmul(mx::abs(x), mx::transpose(mx::abs(w_dense))) * 1e-5f;
+  return quant * 1.01f + rounding + 1e-6f;
+}
+
+void expect_within(const mx::array& got, const mx::array& want, const mx::array& bound, const std::string& what) {
+  mx::array excess = mx::max(mx::subtract(mx::abs(mx::subtract(got, want)), bound));
+  mx::eval(excess);
+  EXPECT_LE(excess.item<float>(), 0.0f) << what << ": max |got - want| - bound";
+}
+
+}  // namespace
+
+TEST(Kernels, QuantizedMatmulMatchesMlxForEveryFormat) {
+  auto simd = std::make_shared<CpuKernels>(2);
+  auto scalar = std::make_shared<CpuKernels>(1, SimdLevel::scalar);
+  const mx::Stream s = mx::default_stream(mx::Device::cpu);
+  uint64_t seed = 1;
+  for (int bits : {2, 3, 4, 5, 6, 8})
+    for (int group : {32, 64, 128}) {
+      // K = one group, and several; N not a multiple of any tile.
+      for (auto [N, K] : {std::pair{13, group}, std::pair{37, 3 * group}}) {
+        Quantized q = make_weights({N, K}, bits, group, mx::bfloat16, seed++);
+        mx::array w_dense = dense_of(q, group, bits);
+        for (int M : {1, 2, 3, 5, 17}) {
+          mx::array x = mx::random::normal({M, K}, mx::float32, 0.0f, 1.0f, mx::random::key(seed++));
+          mx::array want = mx::quantized_matmul(x, q.w, q.scales, q.biases, true, group, bits, "affine");
+          mx::array bound = error_bound(x, w_dense, group);
+          const std::string what = "bits " + std::to_string(bits) + " group " + std::to_string(group) + " N " +
+                                   std::to_string(N) + " K " + std::to_string(K) + " M " + std::to_string(M);
+          ASSERT_TRUE(k2::kernels::handles(x, q.scales, q.biases, bits, group, "affine", s));
+          expect_within(k2::kernels::quantized_matmul(simd, x, q.w, q.scales, q.biases, bits, group, std::nullopt, s),
+                        want, bound, what + " simd");
+          expect_within(k2::kernels::quantized_matmul(scalar, x, q.w, q.scales, q.biases, bits, group, std::nullopt, s),
+                        want, bound, what + " scalar");
+        }
+      }
+    }
+}
+
+TEST(Kernels, ActivationAndScaleDtypesAndThreadCounts) {
+  const mx::Stream s = mx::default_stream(mx::Device::cpu);
+  const int N = 70, K = 256, group = 64, bits = 4;
+  for (mx::Dtype scale_dtype : {mx::float32, mx::bfloat16, mx::float16})
+    for (mx::Dtype x_dtype : {mx::float32, mx::bfloat16, mx::float16}) {
+      Quantized q = make_weights({N, K}, bits, group, scale_dtype, 7);
+      mx::array x = mx::astype(mx::random::normal({3, K}, mx::float32, 0.0f, 1.0f, mx::random::key(8)), x_dtype);
+      mx::array xf = mx::astype(x, mx::float32);
+      mx::array w_dense = dense_of(q, group, bits);
+      // The reference runs in float32 on the same (rounded) activations and scales.
+      mx::array want = mx::matmul(xf, mx::transpose(w_dense));
+      for (int threads : {1, 2, 3, 4}) {
+        auto kernels = std::make_shared<CpuKernels>(threads);
+        expect_within(k2::kernels::quantized_matmul(kernels, x, q.w, q.scales, q.biases, bits, group, std::nullopt, s),
+                      want, error_bound(xf, w_dense, group),
+                      "threads " + std::to_string(threads) + " x " + std::to_string(static_cast<int>(x_dtype.val())));
+      }
+    }
+}
+
+TEST(Kernels, ExpertGatherMatchesGatherQmm) {
+  auto kernels = std::make_shared<CpuKernels>(2);
+  const mx::Stream s = mx::default_stream(mx::Device::cpu);
+  const int E = 6, N = 40, K = 128;
+  for (int bits : {3, 4, 8})
+    for (int T : {1, 5, 33}) {
+      const int k = 3;
+      Quantized q = make_weights({E, N, K}, bits, 64, mx::bfloat16, 11 + bits);
+      mx::array x = mx::random::normal({T, K}, mx::float32, 0.0f, 1.0f, mx::random::key(T));
+      mx::array idx = mx::astype(mx::random::randint(0, E, {T, k}, mx::int32, mx::random::key(T + 100)), mx::uint32);
+      mx::array want = k2::compat::gather_qmm(mx::reshape(x, {T, 1, 1, K}), q.w, q.scales, q.biases, idx, 64, bits,
+                                              "affine", false);  // [T, k, 1, N]
+      want = mx::squeeze(want, 2);
+      mx::array got = k2::kernels::quantized_matmul(kernels, x, q.w, q.scales, q.biases, bits, 64, idx, s);
+      ASSERT_EQ(got.shape(), want.shape());
+      mx::array w_dense = dense_of(q, 64, bits);
+      // Bound per (t, j) row from that row's expert.
+      std::vector<mx::array> rows;
+      for (int t = 0; t < T; ++t)
+        for (int j = 0; j < k; ++j) {
+          mx::array w_e = mx::take(w_dense, mx::slice(idx, {t, j}, {t + 1, j + 1}), 0);  // [1, 1, N, K]
+          mx::array b = error_bound(mx::slice(x, {t, 0}, {t + 1, K}), mx::reshape(w_e, {N, K}), 64);  // [1, N]
+          rows.push_back(mx::reshape(b, {N}));
+        }
+      mx::array bound = mx::reshape(mx::stack(rows), {T, k, N});
+      expect_within(got, want, bound, "gather bits " + std::to_string(bits) + " T " + std::to_string(T));
+    }
+}
+
+TEST(Kernels, RejectsMismatchedShapes) {
+  auto kernels = std::make_shared<CpuKernels>(1);
+  const mx::Stream s = mx::default_stream(mx::Device::cpu);
+  Quantized q = make_weights({16, 128}, 4, 64, mx::bfloat16, 3);
+  mx::array x = mx::ones({1, 64});
+  EXPECT_THROW(k2::kernels::quantized_matmul(kernels, x, q.w, q.scales, q.biases, 4, 64, std::nullopt, s),
+               std::invalid_argument);
+  EXPECT_FALSE(k2::kernels::handles(x, q.scales, q.biases, 4, 64, "mxfp4", s));
+  EXPECT_FALSE(k2::kernels::handles(x, q.scales, std::nullopt, 4, 64, "affine", s));
+  EXPECT_FALSE(k2::kernels::handles(x, q.scales, q.biases, 7, 64, "affine", s));
+}
+
+TEST(ThreadPool, RunsEveryJobOnceAndPropagatesErrors) {
+  k2::kernels::ThreadPool pool(3);
+  for (int round = 0; round < 50; ++round) {
+    std::vector<std::atomic<int>> hits(round + 1);
+    pool.run(round + 1, [&](int i) { hits[i].fetch_add(1); });
+    for (auto& h : hits) ASSERT_EQ(h.load(), 1);
+  }
+  EXPECT_THROW(pool.run(10, [](int i) { if (i == 7) throw std::runtime_error("job 7"); }), std::runtime_error);
+  std::atomic<int> after{0};
+  pool.run(5, [&](int) { after.fetch_add(1); });
+  EXPECT_EQ(after.load(), 5);
+}
