@@ -66,22 +66,22 @@ struct Copy {
   mx::array w, scales, biases;
 };
 
-// Enough distinct copies of the weights to exceed the last-level cache several times over.
+// Enough distinct copies of random packed weights (speed does not depend on the values) to exceed the
+// last-level cache several times over; scales and biases are bf16 as mlx-lm's converter writes them.
 std::vector<Copy> make_copies(mx::Shape shape, int bits, int group, size_t min_total_bytes) {
-  mx::array dense = mx::random::normal(shape, mx::float32, 0.0f, 0.05f, mx::random::key(1));
-  auto q = mx::quantize(dense, group, bits);
-  Copy base{q[0], mx::astype(q[1], mx::bfloat16), mx::astype(q[2], mx::bfloat16)};
-  mx::eval({base.w, base.scales, base.biases});
-  const size_t bytes = base.w.nbytes() + base.scales.nbytes() + base.biases.nbytes();
-  const size_t copies = std::max<size_t>(2, (min_total_bytes + bytes - 1) / bytes);
-  std::vector<Copy> out;
-  for (size_t i = 0; i < copies; ++i) {
-    // A real copy (not a view): add zero in the integer domain.
-    Copy c{mx::add(base.w, mx::array(0u, mx::uint32)), mx::add(base.scales, mx::array(0.0f, mx::bfloat16)),
-           mx::add(base.biases, mx::array(0.0f, mx::bfloat16))};
+  mx::Shape packed = shape, grouped = shape;
+  packed.back() = shape.back() * bits / 32;
+  grouped.back() = shape.back() / group;
+  auto one = [&](uint64_t seed) {
+    Copy c{mx::random::bits(packed, 4, mx::random::key(seed)),
+           mx::astype(mx::random::uniform(0.001f, 0.002f, grouped, mx::float32, mx::random::key(seed + 1)), mx::bfloat16),
+           mx::astype(mx::random::uniform(-0.02f, -0.01f, grouped, mx::float32, mx::random::key(seed + 2)), mx::bfloat16)};
     mx::eval({c.w, c.scales, c.biases});
-    out.push_back(c);
-  }
+    return c;
+  };
+  std::vector<Copy> out{one(10)};
+  const size_t bytes = out[0].w.nbytes() + out[0].scales.nbytes() + out[0].biases.nbytes();
+  while (out.size() * bytes < min_total_bytes) out.push_back(one(10 + 3 * out.size()));
   return out;
 }
 

@@ -23,6 +23,11 @@ void ModelFlags::add_to(CLI::App& app) {
   app.add_option("--fp8-requantize", fp8_requantize,
                  "For the original FP8 release: re-quantize every FP8 matrix at load to MLX affine BITS[:GROUP] "
                  "(e.g. 4:64) instead of dequantizing it to --dtype");
+  app.add_option("--kernels", kernels,
+                 "Quantized matmuls on the CPU: auto or k2 (k2mlx's multithreaded SIMD kernels), mlx (MLX's own); "
+                 "GPU streams always use MLX's")
+      ->capture_default_str();
+  app.add_option("--threads", threads, "Threads for k2mlx's CPU kernels (default: the physical cores)");
   app.add_flag("--quiet,-q", quiet, "No progress bar or statistics on stderr");
 }
 
@@ -37,6 +42,12 @@ mx::Dtype resolve_dtype(const std::string& name) {
 LoadOptions ModelFlags::load_options() const {
   LoadOptions o;
   o.dtype = resolve_dtype(dtype);
+  if (kernels != "auto" && kernels != "k2" && kernels != "mlx")
+    throw InputError(fmt::format("--kernels '{}' is not one of auto, k2, mlx", kernels));
+  if (threads < 0 || threads > 1024) throw InputError(fmt::format("--threads {} is not between 1 and 1024", threads));
+  // The kernels object is cheap when no CPU stream uses it, so auto attaches it everywhere: GPU streams
+  // still take MLX's path per call (WeightTensor::uses_cpu_kernels).
+  if (kernels != "mlx") o.cpu_kernels = std::make_shared<k2::kernels::CpuKernels>(threads);
   if (!fp8_requantize.empty()) {
     QuantSpec q;
     const auto colon = fp8_requantize.find(':');

@@ -16,6 +16,8 @@ struct ModelFlags {
   std::string model_dir;
   std::string dtype = "auto";      // auto | float32 | bfloat16 | float16
   std::string fp8_requantize;      // "" or BITS[:GROUP]
+  std::string kernels = "auto";    // auto | k2 | mlx: who computes quantized matmuls on the CPU
+  int threads = 0;                 // threads of k2mlx's CPU kernels; 0 = physical cores
   bool quiet = false;
 
   void add_to(CLI::App& app);

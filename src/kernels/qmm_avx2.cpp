@@ -162,18 +162,24 @@ struct BlockRunner {
   const PackedMatrix& w;
   Unpack<BITS> unpack;
   std::vector<float> sd;
-  std::vector<uint8_t> last_row;  // the matrix's last row, padded, for unpackers that read past a chunk
+  // The matrix's last rows, copied with padding, for unpackers that load 16 bytes where fewer are used: a load
+  // near the end of any of the last ceil(16 / row_bytes) rows could otherwise run past the buffer.
+  std::vector<uint8_t> tail;
+  int tail_first = 0;
 
   explicit BlockRunner(const QmmBlock& block) : b(block), w(*block.w), sd(4 * static_cast<size_t>(block.w->groups())) {}
 
   const uint8_t* row(int n) {
-    const uint8_t* p = w.packed + static_cast<size_t>(n) * w.row_bytes();
-    if (!Unpack<BITS>::kReadsPastChunk || n != w.N - 1) return p;
-    if (last_row.empty()) {
-      last_row.assign(w.row_bytes() + 16, 0);
-      std::memcpy(last_row.data(), p, w.row_bytes());
+    const size_t rb = w.row_bytes();
+    const uint8_t* p = w.packed + static_cast<size_t>(n) * rb;
+    const int tail_rows = static_cast<int>(std::min<size_t>(w.N, (16 + rb - 1) / rb));
+    if (!Unpack<BITS>::kReadsPastChunk || n < w.N - tail_rows) return p;
+    if (tail.empty()) {
+      tail_first = w.N - tail_rows;
+      tail.assign(tail_rows * rb + 16, 0);
+      std::memcpy(tail.data(), w.packed + static_cast<size_t>(tail_first) * rb, tail_rows * rb);
     }
-    return last_row.data();
+    return tail.data() + static_cast<size_t>(n - tail_first) * rb;
   }
 
   template <int RW, int RM>

@@ -3,8 +3,10 @@
 // the (possibly quantized) embedding table. Owns the matmul dispatch, not the loading.
 #pragma once
 
+#include <memory>
 #include <optional>
 
+#include "kernels/quantized_matmul.h"
 #include "mlx/array.h"
 #include "model/config.h"
 
@@ -16,8 +18,12 @@ struct WeightTensor {
   std::optional<mlx::core::array> scales;  // [..., out, in/group]
   std::optional<mlx::core::array> biases;  // [..., out, in/group] (affine only)
   std::optional<QuantSpec> quant;          // set iff packed
+  // k2mlx's CPU kernels, when the model was loaded to use them (else MLX's quantized kernels run).
+  std::shared_ptr<kernels::CpuKernels> cpu_kernels;
 
   bool quantized() const { return quant.has_value(); }
+  // True when a matmul of x with this weight runs on our CPU kernels (a CPU stream and a format they handle).
+  bool uses_cpu_kernels(const mlx::core::array& x) const;
   size_t nbytes() const;
   // The weight as a dense array of `dtype` (dequantizing if needed).
   mlx::core::array dense(mlx::core::Dtype dtype) const;

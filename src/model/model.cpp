@@ -15,10 +15,45 @@ namespace mx = mlx::core;
 Model::Model(ModelConfig config, ModelWeights weights)
     : config_(std::move(config)), weights_(std::move(weights)), rope_(config_), dtype_(weights_.dtype) {}
 
+namespace {
+
+// Every quantized matrix of the range, for handing the CPU kernels to them after binding.
+template <class F>
+void for_each_weight(ModelWeights& w, F&& f) {
+  auto mlp = [&](MlpWeights& m) {
+    f(m.gate_proj.w);
+    f(m.up_proj.w);
+    f(m.down_proj.w);
+  };
+  for (LayerWeights& l : w.layers) {
+    AttentionWeights& a = l.attn;
+    for (std::optional<Linear>* lin : {&a.q_proj, &a.q_a_proj, &a.q_b_proj})
+      if (*lin) f((*lin)->w);
+    f(a.kv_a_proj_with_mqa.w);
+    f(a.embed_q.w);
+    f(a.unembed_out.w);
+    f(a.o_proj.w);
+    if (l.mlp) mlp(*l.mlp);
+    if (l.moe) {
+      f(l.moe->gate_proj.w);
+      f(l.moe->up_proj.w);
+      f(l.moe->down_proj.w);
+      if (l.moe->shared_experts) mlp(*l.moe->shared_experts);
+    }
+  }
+  if (w.lm_head) f(w.lm_head->w);
+}
+
+}  // namespace
+
 Model Model::load(const std::filesystem::path& dir, const LoadOptions& options) {
   ModelConfig config = load_model_config(dir);
   Checkpoint ckpt(dir);
   ModelWeights weights = load_weights(ckpt, config, options);
+  if (options.cpu_kernels)
+    for_each_weight(weights, [&](WeightTensor& t) {
+      if (t.quantized()) t.cpu_kernels = options.cpu_kernels;
+    });
   return Model(std::move(config), std::move(weights));
 }
 

@@ -75,7 +75,8 @@ mx::array switch_glu(const MoeWeights& w, const mx::array& x, const mx::array& i
   const int k = inds.shape(-1);
   const int D = x.shape(-1);
   mx::Shape lead = inds.shape();  // [..., k]
-  if (static_cast<int>(inds.size()) >= 64) {
+  // Our CPU kernels group rows by expert themselves; MLX's gather_qmm needs them sorted first.
+  if (static_cast<int>(inds.size()) >= 64 && !w.gate_proj.w.uses_cpu_kernels(x)) {
     // Many token-expert pairs: sort them by expert so each expert's weights are streamed once.
     const int pairs = static_cast<int>(inds.size());
     mx::array flat = mx::flatten(inds);                                  // [N·k]

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -71,6 +72,8 @@ struct LoadOptions {
   mlx::core::Dtype dtype = mlx::core::float32;
   // FP8 sources: dequantize to `dtype`, or re-quantize every FP8 matrix to this MLX affine format.
   std::optional<QuantSpec> fp8_requantize;
+  // Quantized matmuls on CPU streams run on these kernels (null: MLX's own quantized kernels).
+  std::shared_ptr<kernels::CpuKernels> cpu_kernels;
   // Called with (bytes done, bytes total) while loading.
   std::function<void(size_t, size_t)> progress;
   // Called once with a summary when tensors disagree with config.json's declared quantization.
