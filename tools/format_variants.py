@@ -12,7 +12,8 @@ int4: routed experts as compressed-tensors pack-quantized (`weight_packed` int32
 q in [-8, 7] as unsigned nibbles q+8, LSB first; `weight_scale` bf16 [out, in/32], symmetric, scale =
 amax/7.5 as compressed-tensors computes it; `weight_shape` int64 [2]); every other tensor copied bit for bit.
 kv-b: every layer's embed_q / unembed_out replaced by `kv_b_proj` = mx.quantize of the HF kv_b weight at the
-MLX folder's own bits / group (what mlx_lm.convert wrote before Feb 2026).
+MLX folder's own bits / group (what mlx_lm.convert wrote before Feb 2026). make_kv_b_dense: the float32
+dequantization of such a kv_b_proj (the reference for it); make_head_dim: a smaller qk_nope_head_dim.
 reshard: the same tensors, byte for byte, in one shard per layer (embedding with layer 0, norm and lm_head
 with the last layer) plus model.safetensors.index.json.
 """
@@ -230,6 +231,66 @@ def make_kv_b(src_mlx: Path, hf: Path, dst: Path) -> Path:
     (dst / "model.safetensors").chmod(0o644)
     total = sum(v.nbytes for v in w.values())
     write_index(dst, {k: "model.safetensors" for k in w}, total)
+    return dst
+
+
+def make_kv_b_dense(src: Path, dst: Path) -> Path:
+    """The same folder with every quantized kv_b_proj replaced by its float32 dequantization (scales and biases
+    promoted to float32 first, so the values are exactly the stored ones): a reference any loader reads without
+    re-quantizing (mlx-lm splits a dense kv_b_proj into dense embed_q / unembed_out)."""
+    import mlx.core as mx
+
+    src, dst = Path(src), Path(dst)
+    if dst.exists():
+        shutil.rmtree(dst)
+    copy_side_files(src, dst)
+    cfg = json.loads((src / "config.json").read_text())
+    w: dict = {}
+    for f in sorted(src.glob("*.safetensors")):
+        w.update(mx.load(str(f)))
+    r = cfg["kv_lora_rank"]
+    for layer in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{layer}.self_attn.kv_b_proj."
+        if p + "scales" not in w:
+            continue
+        q, s, b = w.pop(p + "weight"), w.pop(p + "scales"), w.pop(p + "biases")
+        bits, group = q.shape[-1] * 32 // r, r // s.shape[-1]
+        w[p + "weight"] = mx.dequantize(q, s.astype(mx.float32), b.astype(mx.float32), group_size=group, bits=bits)
+    mx.eval(list(w.values()))
+    mx.save_safetensors(str(dst / "model.safetensors"), w, metadata={"format": "mlx"})
+    (dst / "model.safetensors").chmod(0o644)
+    write_index(dst, {k: "model.safetensors" for k in w}, sum(v.nbytes for v in w.values()))
+    return dst
+
+
+def make_head_dim(src_hf: Path, dst: Path, nope: int) -> Path:
+    """An HF-layout folder with qk_nope_head_dim cut to `nope`: per head, q_b_proj keeps its first `nope` rows and
+    its rope rows, kv_b_proj its first `nope` key rows and all value rows; every other tensor is copied unchanged."""
+    src_hf, dst = Path(src_hf), Path(dst)
+    if dst.exists():
+        shutil.rmtree(dst)
+    copy_side_files(src_hf, dst)
+    cfg = json.loads((src_hf / "config.json").read_text())
+    H, old, rope, v = cfg["num_attention_heads"], cfg["qk_nope_head_dim"], cfg["qk_rope_head_dim"], cfg["v_head_dim"]
+    assert nope < old
+    keep_q = np.concatenate([np.arange(h * (old + rope), h * (old + rope) + nope) for h in range(H)] +
+                            [np.arange(h * (old + rope) + old, (h + 1) * (old + rope)) for h in range(H)])
+    keep_q.sort()
+    keep_kv = np.concatenate([np.arange(h * (old + v), h * (old + v) + nope) for h in range(H)] +
+                             [np.arange(h * (old + v) + old, (h + 1) * (old + v)) for h in range(H)])
+    keep_kv.sort()
+    out = {}
+    for name, t in read_folder(src_hf).items():
+        rows = keep_q if name.endswith("q_b_proj.weight") else keep_kv if name.endswith("kv_b_proj.weight") else None
+        if rows is None:
+            out[name] = t
+            continue
+        dt, shape, buf = t
+        a = np.frombuffer(buf, dtype=_NP[dt]).reshape(shape)[rows]
+        out[name] = (dt, list(a.shape), np.ascontiguousarray(a).tobytes())
+    write_raw(dst / "model.safetensors", out)
+    cfg["qk_nope_head_dim"] = nope
+    (dst / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
     return dst
 
 

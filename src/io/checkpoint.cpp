@@ -116,6 +116,8 @@ std::vector<std::string> Checkpoint::names() const {
   return out;
 }
 
+std::filesystem::path Checkpoint::file_of(const std::string& name) const { return dir_ / shards_[shard_of(name)].file; }
+
 mlx::core::array Checkpoint::read(const std::string& name) const { return shard(shard_of(name)).read(name); }
 
 }  // namespace k2

@@ -30,6 +30,8 @@ class Checkpoint {
   const TensorInfo& info(const std::string& name) const;
   std::optional<TensorInfo> find(const std::string& name) const;
   std::vector<std::string> names() const;
+  // The shard file that holds a tensor (throws CheckpointError if absent); opens nothing.
+  std::filesystem::path file_of(const std::string& name) const;
   size_t shard_count() const { return shards_.size(); }
 
   // Reads one tensor (throws CheckpointError if absent).

@@ -58,14 +58,15 @@ mx::array mla_attention(const ModelConfig& c, const Rope& rope, const AttentionW
 
   mx::array out = mx::array(0.0f);
   if (L == 1) {
-    // Absorbed: q_lat = W_UKᵀ q_nope; attend over the latents as one shared KV head (spec §3.3).
-    mx::array q_lat = w.embed_q.apply(q_nope);  // [B, H, 1, r]
+    // Absorbed: q_lat = W_UKᵀ q_nope; attend over the latents as one shared KV head (spec §3.3). W_UK is held
+    // as the checkpoint stores it, so which side is transposed depends on its orientation (weights.h).
+    mx::array q_lat = w.embed_q.apply(q_nope, /*transpose=*/!w.embed_q_is_kv_b_rows);  // [B, H, 1, r]
     mx::array ctx = mx::fast::scaled_dot_product_attention(q_lat, latent_all, latent_all, scale, "array",
                                                            pe_scores);  // [B, H, 1, r]
     out = w.unembed_out.apply(ctx);                                    // [B, H, 1, v]
   } else {
     // Expanded: keys/values per head from the latents; head dim stays 128 for the fused kernels.
-    mx::array k = w.embed_q.apply(latent_all, /*transpose=*/false);  // [B, H, S, nope]
+    mx::array k = w.embed_q.apply(latent_all, /*transpose=*/w.embed_q_is_kv_b_rows);  // [B, H, S, nope]
     mx::array v = w.unembed_out.apply(latent_all);                    // [B, H, S, v]
     out = mx::fast::scaled_dot_product_attention(q_nope, k, v, scale, "array", pe_scores);  // [B, H, L, v]
   }

@@ -1,5 +1,5 @@
-// Header-only accounting of a checkpoint: classifies each tensor by module kind, infers its
-// quantization like the loader does, and sums bytes per layer.
+// Header-only accounting of a checkpoint: classifies each tensor with the weight key table, infers its
+// quantization like the loader does, and sums bytes per layer (the one per-layer byte count).
 #include "model/footprint.h"
 
 #include <algorithm>
@@ -13,51 +13,13 @@
 
 namespace k2 {
 
-namespace {
-
-// "model.layers.7.mlp.experts.12.up_proj.weight" -> module "mlp.experts.*.up_proj", suffix "weight".
-std::pair<std::string, std::string> classify(const std::string& name, const std::string& prefix) {
-  std::string rest = name.substr(prefix.size());
-  if (auto layer = keys::layer_of(name, prefix)) rest = rest.substr(fmt::format("model.layers.{}.", *layer).size());
-  const auto dot = rest.rfind('.');
-  std::string module = dot == std::string::npos ? rest : rest.substr(0, dot);
-  std::string suffix = dot == std::string::npos ? "" : rest.substr(dot + 1);
-  const std::string experts = "mlp.experts.";
-  if (module.rfind(experts, 0) == 0) {
-    const auto next = module.find('.', experts.size());
-    if (next != std::string::npos) module = experts + "*" + module.substr(next);
-  }
-  return {module, suffix};
-}
-
-// Input features of a module kind, from config.json (0 = not a matrix).
-int64_t logical_in(const ModelConfig& c, const std::string& kind) {
-  auto ends = [&](const char* s) {
-    const std::string t(s);
-    return kind.size() >= t.size() && kind.compare(kind.size() - t.size(), t.size(), t) == 0;
-  };
-  if (ends("q_b_proj")) return c.q_lora_rank;
-  if (ends("kv_b_proj") || ends("unembed_out")) return c.kv_lora_rank;
-  if (ends("embed_q")) return c.qk_nope_head_dim;
-  if (ends("o_proj")) return static_cast<int64_t>(c.num_attention_heads) * c.v_head_dim;
-  if (ends("shared_experts.down_proj")) return static_cast<int64_t>(c.moe_intermediate_size) * c.n_shared_experts;
-  if (ends("switch_mlp.down_proj") || ends("experts.*.down_proj")) return c.moe_intermediate_size;
-  if (ends("mlp.down_proj")) return c.intermediate_size;
-  if (ends("q_a_proj") || ends("q_proj") || ends("kv_a_proj_with_mqa") || ends("gate_proj") || ends("up_proj") ||
-      ends("embed_tokens") || ends("lm_head") || ends("mlp.gate"))
-    return c.hidden_size;
-  return 0;
-}
-
-}  // namespace
-
-size_t Footprint::total() const {
+size_t CheckpointBytes::total() const {
   size_t n = embed_bytes + head_bytes;
   for (auto b : layer_bytes) n += b;
   return n;
 }
 
-bool Footprint::range_unreadable(int first, int last, bool embed, bool head) const {
+bool CheckpointBytes::range_unreadable(int first, int last, bool embed, bool head) const {
   for (const auto& [name, where] : unreadable) {
     const int layer = where.first;
     if (layer >= first && layer < last) return true;
@@ -66,49 +28,65 @@ bool Footprint::range_unreadable(int first, int last, bool embed, bool head) con
   return false;
 }
 
-size_t Footprint::range_bytes(int first, int last, bool embed, bool head) const {
+size_t CheckpointBytes::range_bytes(int first, int last, bool embed, bool head) const {
   size_t n = (embed ? embed_bytes : 0) + (head ? head_bytes : 0);
   for (int i = std::max(first, 0); i < last && i < static_cast<int>(layer_bytes.size()); ++i) n += layer_bytes[i];
   return n;
 }
 
+CheckpointBytes count_checkpoint_bytes(const Checkpoint& ck, const ModelConfig& c, const std::optional<ByteRange>& only) {
+  CheckpointBytes f;
+  f.layer_bytes.assign(c.num_hidden_layers, 0);
+  f.routed_bytes.assign(c.num_hidden_layers, 0);
+  for (const auto& name : ck.names()) {
+    const keys::TensorName t = keys::classify(name, c.weight_prefix);
+    const bool in_layers = t.layer && *t.layer < c.num_hidden_layers;
+    const bool embed = !t.layer && t.kind == keys::Kind::Embed;
+    const bool head = !t.layer && (t.kind == keys::Kind::LmHead || t.kind == keys::Kind::FinalNorm);
+    if (only && !((in_layers && *t.layer >= only->first && *t.layer < only->last) || (embed && only->embed) ||
+                  (head && only->head)))
+      continue;
+    size_t bytes = 0;
+    try {
+      bytes = ck.info(name).nbytes;
+    } catch (const CheckpointError& e) {
+      // Report and go on: a broken shard should not hide what the rest of the folder holds.
+      f.unreadable[name] = {t.layer ? *t.layer : -1, e.what()};
+      continue;
+    }
+    if (in_layers) {
+      f.layer_bytes[*t.layer] += bytes;
+      if (t.kind && keys::info(*t.kind).part == keys::Part::RoutedExperts) f.routed_bytes[*t.layer] += bytes;
+    } else if (embed) {
+      f.embed_bytes += bytes;
+    } else if (head) {
+      f.head_bytes += bytes;
+    } else {
+      f.ignored_bytes += bytes;
+    }
+  }
+  return f;
+}
+
 Footprint measure_checkpoint(const Checkpoint& ck, const ModelConfig& c) {
   Footprint f;
-  f.layer_bytes.assign(c.num_hidden_layers, 0);
+  static_cast<CheckpointBytes&>(f) = count_checkpoint_bytes(ck, c);
   std::map<std::string, KindSummary> kinds;
   const std::string& prefix = c.weight_prefix;
   for (const auto& name : ck.names()) {
-    const auto layer = keys::layer_of(name, prefix);
-    const TensorInfo* found = nullptr;
-    try {
-      found = &ck.info(name);
-    } catch (const CheckpointError& e) {
-      // Report and go on: a broken shard should not hide what the rest of the folder holds.
-      f.unreadable[name] = {layer ? *layer : -1, e.what()};
-      continue;
-    }
-    const TensorInfo& t = *found;
-    if (layer) {
-      if (*layer < c.num_hidden_layers) f.layer_bytes[*layer] += t.nbytes;
-      else f.ignored_bytes += t.nbytes;
-    } else if (name.rfind(prefix + keys::kEmbed, 0) == 0) {
-      f.embed_bytes += t.nbytes;
-    } else if (name.rfind(prefix + keys::kLmHead, 0) == 0 || name.rfind(prefix + keys::kNorm, 0) == 0) {
-      f.head_bytes += t.nbytes;
-    } else {
-      f.ignored_bytes += t.nbytes;
-    }
-    if (layer && *layer >= c.num_hidden_layers) continue;
-
-    auto [kind, suffix] = classify(name, prefix);
-    KindSummary& k = kinds[kind];
-    k.kind = kind;
+    if (f.unreadable.count(name)) continue;
+    const keys::TensorName tn = keys::classify(name, prefix);
+    if (tn.layer && *tn.layer >= c.num_hidden_layers) continue;
+    const TensorInfo& t = ck.info(name);
+    KindSummary& k = kinds[tn.label];
+    k.kind = tn.label;
     k.bytes += t.nbytes;
-    const std::string module = name.substr(0, name.size() - suffix.size() - 1);
+    const std::string module = prefix + tn.module;
+    const std::string& suffix = tn.suffix;
     std::string format;
     if (suffix == "weight" && ck.contains(module + keys::kScales)) {
       const TensorInfo& s = ck.info(module + keys::kScales);
-      const int64_t in = logical_in(c, kind);
+      const int64_t in = tn.kind ? keys::logical_shape(*tn.kind, c).in : 0;
       const auto declared = declared_quant_for(c.quantization, module);
       try {
         PackedShapes ps{module, in, t.shape.size() >= 2 ? t.shape[t.shape.size() - 2] : 0, t.shape.back(),

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,12 +21,14 @@ struct KindSummary {
   size_t bytes = 0;
 };
 
-struct Footprint {
-  std::vector<size_t> layer_bytes;  // per layer index < num_hidden_layers
-  size_t embed_bytes = 0;           // embedding table
-  size_t head_bytes = 0;            // final norm + lm_head
-  size_t ignored_bytes = 0;         // tensors no layer uses (e.g. DeepSeek-V3's MTP layer)
-  std::vector<KindSummary> kinds;
+// Bytes of a checkpoint's tensors by where they are used, from the safetensors headers alone: the one
+// per-layer count that `inspect`, the stage planner's costs and the loader's progress all use.
+struct CheckpointBytes {
+  std::vector<size_t> layer_bytes;   // per layer index < num_hidden_layers
+  std::vector<size_t> routed_bytes;  // per layer: the routed experts' part of layer_bytes
+  size_t embed_bytes = 0;            // embedding table
+  size_t head_bytes = 0;             // final norm + lm_head
+  size_t ignored_bytes = 0;          // tensors no layer uses (e.g. DeepSeek-V3's MTP layer)
   // Tensors whose shard could not be opened (missing, truncated, corrupt): name -> error, and the
   // layer each belongs to (-1 for embedding / head / other).
   std::map<std::string, std::pair<int, std::string>> unreadable;
@@ -33,6 +36,20 @@ struct Footprint {
   // Whether any unreadable tensor is needed by layers [first, last) (+ embedding / head).
   bool range_unreadable(int first, int last, bool embed, bool head) const;
   size_t range_bytes(int first, int last, bool embed, bool head) const;
+};
+
+// Which tensors count_checkpoint_bytes looks at: layers [first, last), plus the embedding / head when set.
+struct ByteRange {
+  int first = 0, last = 0;
+  bool embed = false, head = false;
+};
+
+// `only`: look only at the tensors of that range, so that other layers' shards are never opened.
+CheckpointBytes count_checkpoint_bytes(const Checkpoint& ckpt, const ModelConfig& config,
+                                       const std::optional<ByteRange>& only = std::nullopt);
+
+struct Footprint : CheckpointBytes {
+  std::vector<KindSummary> kinds;
 };
 
 Footprint measure_checkpoint(const Checkpoint& ckpt, const ModelConfig& config);

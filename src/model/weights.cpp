@@ -1,6 +1,7 @@
-// Weight binding: finds each module's tensors in whichever layout the checkpoint uses, checks
-// shapes against config.json, converts (FP8 blocks, INT4 compressed-tensors, kv_b split, expert
-// stacking) the way mlx-lm's deepseek_v3.sanitize defines the model tree, and casts to the compute dtype.
+// Weight binding: finds each module's tensors (named by the weight key table) in whichever layout the
+// checkpoint uses, checks shapes against config.json, converts (FP8 blocks, INT4 compressed-tensors, kv_b
+// split into per-head rows, expert stacking) into mlx-lm's deepseek_v3 model tree, and casts to the compute
+// dtype. Quantized tensors are never re-quantized.
 #include "model/weights.h"
 
 #include <map>
@@ -11,6 +12,7 @@
 
 #include "core/error.h"
 #include "mlx/mlx.h"
+#include "model/footprint.h"
 #include "model/quant.h"
 #include "model/weight_keys.h"
 
@@ -23,10 +25,18 @@ bool is_float(StDtype d) { return d == StDtype::F32 || d == StDtype::F16 || d ==
 
 std::string shape_str(const std::vector<int64_t>& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
 
+void eval_parts(const WeightTensor& t) {
+  std::vector<mx::array> outs{t.weight};
+  if (t.scales) outs.push_back(*t.scales);
+  if (t.biases) outs.push_back(*t.biases);
+  mx::eval(outs);
+}
+
 // A weight as read from disk, before the compute-dtype cast.
 struct RawWeight {
   WeightTensor t;
   bool from_fp8 = false;
+  std::string module;  // for error messages
 };
 
 class Binder {
@@ -44,20 +54,46 @@ class Binder {
     if (o_.progress) o_.progress(done_, total_);
   }
 
+  // Runs `f`, which reads or converts `module`, re-raising what MLX throws (std::invalid_argument for shapes
+  // or parameters it rejects, std::runtime_error otherwise) as an error that names the tensor and its file.
+  template <class F>
+  auto guarded(const std::string& module, F&& f) -> decltype(f()) {
+    try {
+      return f();
+    } catch (const Error&) {
+      throw;
+    } catch (const std::invalid_argument& e) {
+      throw CheckpointError(where(module) + e.what());
+    } catch (const std::exception& e) {
+      throw Error(where(module) + e.what());
+    }
+  }
+
   // A 1-D float vector (norm weights, router bias), cast to `dtype`.
   mx::array vector(const std::string& name, int64_t n, mx::Dtype dtype) {
     const TensorInfo& ti = info(name);
     if (!is_float(ti.dtype) || ti.shape != std::vector<int64_t>{n})
       throw CheckpointError(fmt::format("tensor '{}': expected a float vector [{}] from config.json, found {} {}",
                                         key(name), n, to_string(ti.dtype), ti.shape_string()));
-    mx::array a = mx::astype(ck_.read(key(name)), dtype);
-    mx::eval(a);
+    mx::array a = guarded(name, [&] {
+      mx::array v = mx::astype(ck_.read(key(name)), dtype);
+      mx::eval(v);
+      return v;
+    });
     count(name);
     return a;
   }
 
   // A matrix [lead..., out, in] in any stored format.
-  RawWeight raw(const std::string& module, std::vector<int64_t> lead, int64_t out, int64_t in) {
+  RawWeight raw(const std::string& module, const std::vector<int64_t>& lead, int64_t out, int64_t in) {
+    return guarded(module, [&] {
+      RawWeight r = raw_any(module, lead, out, in);
+      r.module = module;
+      return r;
+    });
+  }
+
+  RawWeight raw_any(const std::string& module, std::vector<int64_t> lead, int64_t out, int64_t in) {
     std::vector<int64_t> logical = lead;
     logical.push_back(out);
     logical.push_back(in);
@@ -80,26 +116,9 @@ class Binder {
     return r;
   }
 
-  // Casts float parts to the compute dtype (re-quantizing FP8 sources when asked) and evaluates.
+  // Casts float parts to the compute dtype (quantizing FP8 sources when asked) and evaluates.
   WeightTensor finish(RawWeight r) {
-    WeightTensor& t = r.t;
-    if (r.from_fp8 && o_.fp8_requantize) {
-      auto q = mx::quantize(t.weight, o_.fp8_requantize->group_size, o_.fp8_requantize->bits, "affine");
-      t = WeightTensor{q[0], q[1], q[2], *o_.fp8_requantize};
-    }
-    if (t.quant) {
-      if (auto dt = scales_dtype(*t.scales)) {
-        t.scales = mx::astype(*t.scales, *dt);
-        if (t.biases) t.biases = mx::astype(*t.biases, *dt);
-      }
-    } else {
-      t.weight = mx::astype(t.weight, o_.dtype);
-    }
-    std::vector<mx::array> outs{t.weight};
-    if (t.scales) outs.push_back(*t.scales);
-    if (t.biases) outs.push_back(*t.biases);
-    mx::eval(outs);
-    return t;
+    return guarded(r.module, [&] { return finish_unguarded(std::move(r)); });
   }
 
   WeightTensor matrix(const std::string& module, std::vector<int64_t> lead, int64_t out, int64_t in) {
@@ -119,6 +138,33 @@ class Binder {
 
  private:
   const TensorInfo& info(const std::string& name) const { return ck_.info(key(name)); }
+
+  // "tensor 'NAME' (FILE): " for the first stored tensor of `module` (or `module` itself when it is a tensor).
+  std::string where(const std::string& module) const {
+    for (const char* suffix : {"", keys::kWeight, keys::kPacked, keys::kScales}) {
+      const std::string name = key(module + suffix);
+      if (ck_.contains(name)) return fmt::format("tensor '{}' ({}): ", name, ck_.file_of(name).string());
+    }
+    return fmt::format("module '{}' ({}): ", key(module), ck_.dir().string());
+  }
+
+  WeightTensor finish_unguarded(RawWeight r) {
+    WeightTensor& t = r.t;
+    if (r.from_fp8 && o_.fp8_requantize) {
+      auto q = mx::quantize(t.weight, o_.fp8_requantize->group_size, o_.fp8_requantize->bits, "affine");
+      t = WeightTensor{q[0], q[1], q[2], *o_.fp8_requantize};
+    }
+    if (t.quant) {
+      if (auto dt = scales_dtype(*t.scales)) {
+        t.scales = mx::astype(*t.scales, *dt);
+        if (t.biases) t.biases = mx::astype(*t.biases, *dt);
+      }
+    } else {
+      t.weight = mx::astype(t.weight, o_.dtype);
+    }
+    eval_parts(t);
+    return t;
+  }
 
   // Float32 compute keeps scales/biases as stored (bf16 -> f32 promotion inside the kernels is
   // exact and as fast, and mlx-lm holds them at the same size); lower precisions cast to match.
@@ -214,7 +260,7 @@ class Binder {
     mx::array biases = mx::multiply(scales, mx::array(-8.0f, scales.dtype()));
     count(module + keys::kPacked);
     count(module + keys::kPackedScale);
-    if (has(module + ".weight_shape")) count(module + ".weight_shape");
+    if (has(module + keys::kPackedShape)) count(module + keys::kPackedShape);
     return RawWeight{WeightTensor{packed, scales, biases, q}};
   }
 
@@ -242,94 +288,137 @@ WeightTensor stack_experts(std::vector<WeightTensor>& experts, const std::string
   if (!s.empty()) t.scales = mx::stack(s);
   if (!b.empty()) t.biases = mx::stack(b);
   experts.clear();
-  std::vector<mx::array> outs{t.weight};
-  if (t.scales) outs.push_back(*t.scales);
-  if (t.biases) outs.push_back(*t.biases);
-  mx::eval(outs);
+  eval_parts(t);
   return t;
 }
 
-SwitchLinear bind_experts(Binder& b, int layer, const char* proj, int64_t out, int64_t in) {
-  const ModelConfig& c = b.config();
-  if (b.has(keys::switch_mlp(layer, proj) + keys::kWeight))
-    return SwitchLinear{b.matrix(keys::switch_mlp(layer, proj), {c.n_routed_experts}, out, in)};
+SwitchLinear bind_experts(Binder& b, int layer, keys::Kind kind) {
+  const keys::Shape s = keys::logical_shape(kind, b.config());
+  const std::string stacked = keys::module(kind, layer);
+  if (b.has(stacked + keys::kWeight)) return SwitchLinear{b.matrix(stacked, {s.lead}, s.out, s.in)};
   std::vector<WeightTensor> experts;
-  experts.reserve(c.n_routed_experts);
-  for (int e = 0; e < c.n_routed_experts; ++e) experts.push_back(b.matrix(keys::expert(layer, e, proj), {}, out, in));
-  return SwitchLinear{stack_experts(experts, b.key(keys::mlp(layer)) + ".experts." + proj)};
+  experts.reserve(s.lead);
+  for (int e = 0; e < s.lead; ++e) {
+    const std::string m = keys::expert_module(kind, layer, e);
+    experts.push_back(b.matrix(m, {}, s.out, s.in));
+  }
+  return b.guarded(keys::expert_module(kind, layer, 0),
+                   [&] { return SwitchLinear{stack_experts(experts, b.key(stacked))}; });
 }
 
-MlpWeights bind_mlp(Binder& b, const std::string& module, int64_t hidden, int64_t width) {
-  return MlpWeights{Linear{b.matrix(module + ".gate_proj", {}, width, hidden)},
-                    Linear{b.matrix(module + ".up_proj", {}, width, hidden)},
-                    Linear{b.matrix(module + ".down_proj", {}, hidden, width)}};
+Linear bind_linear(Binder& b, int layer, keys::Kind kind) {
+  const keys::Shape s = keys::logical_shape(kind, b.config());
+  return Linear{b.matrix(keys::module(kind, layer), {}, s.out, s.in)};
 }
 
-// embed_q / unembed_out from the checkpoint, or split from kv_b_proj exactly as mlx-lm (PR #839)
-// does: view [heads, nope+v, kv_lora]; W_UKᵀ per head -> embed_q, W_UV -> unembed_out; a quantized
-// kv_b_proj is dequantized, split and re-quantized at its own bits and group.
+mx::array bind_norm(Binder& b, int layer, keys::Kind kind) {
+  return b.vector(keys::module(kind, layer) + keys::kWeight, keys::logical_shape(kind, b.config()).out,
+                  b.options().dtype);
+}
+
+MlpWeights bind_mlp(Binder& b, int layer, keys::Kind gate, keys::Kind up, keys::Kind down) {
+  return MlpWeights{bind_linear(b, layer, gate), bind_linear(b, layer, up), bind_linear(b, layer, down)};
+}
+
+// Rows [begin, end) of every head of a matrix stored as [heads·rows, cols] (packed weight, scales and biases
+// alike: quantization groups run along a row, so taking whole rows loses nothing).
+WeightTensor head_rows(const WeightTensor& t, int heads, int rows, int begin, int end) {
+  auto cut = [&](const mx::array& a) {
+    const int cols = a.shape(-1);
+    mx::array per_head = mx::reshape(a, {heads, rows, cols});                       // [heads, rows, cols]
+    return mx::contiguous(mx::slice(per_head, {0, begin, 0}, {heads, end, cols}));  // [heads, end - begin, cols]
+  };
+  WeightTensor out{cut(t.weight), std::nullopt, std::nullopt, t.quant};
+  if (t.scales) out.scales = cut(*t.scales);
+  if (t.biases) out.biases = cut(*t.biases);
+  eval_parts(out);
+  return out;
+}
+
+// embed_q / unembed_out as the checkpoint stores them, or taken from kv_b_proj [heads·(nope + v), kv_lora]
+// without re-quantizing: per head, the first nope rows are W_UK (kept as rows, embed_q_is_kv_b_rows) and the
+// other v rows W_UV (exactly unembed_out's layout). mlx-lm (PR #839) instead dequantizes a quantized kv_b_proj
+// and quantizes W_UKᵀ again along the other axis, which adds a second rounding error and fails when
+// qk_nope_head_dim is smaller than the group size.
 void bind_kv_b(Binder& b, int layer, AttentionWeights& a) {
   const ModelConfig& c = b.config();
-  const std::string base = keys::attn(layer);
-  const int H = c.num_attention_heads, nope = c.qk_nope_head_dim, v = c.v_head_dim, r = c.kv_lora_rank;
-  if (b.has(base + ".embed_q.weight") || b.has(base + ".embed_q.scales")) {
-    a.embed_q = MultiLinear{b.matrix(base + ".embed_q", {H}, r, nope)};
-    a.unembed_out = MultiLinear{b.matrix(base + ".unembed_out", {H}, v, r)};
+  const int H = c.num_attention_heads, nope = c.qk_nope_head_dim, v = c.v_head_dim;
+  const std::string embed_q = keys::module(keys::Kind::EmbedQ, layer);
+  if (b.has(embed_q + keys::kWeight) || b.has(embed_q + keys::kScales)) {
+    const keys::Shape k = keys::logical_shape(keys::Kind::EmbedQ, c);
+    const keys::Shape u = keys::logical_shape(keys::Kind::UnembedOut, c);
+    a.embed_q = MultiLinear{b.matrix(embed_q, {k.lead}, k.out, k.in)};
+    a.unembed_out = MultiLinear{b.matrix(keys::module(keys::Kind::UnembedOut, layer), {u.lead}, u.out, u.in)};
+    a.embed_q_is_kv_b_rows = false;
     return;
   }
-  RawWeight kv = b.raw(base + ".kv_b_proj", {}, static_cast<int64_t>(H) * (nope + v), r);
-  const std::optional<QuantSpec> q = kv.t.quant;
-  mx::array dense = q ? kv.t.dense(kv.t.scales->dtype()) : kv.t.weight;
-  dense = mx::reshape(dense, {H, nope + v, r});  // [heads, nope + v, kv_lora]
-  mx::array wk = mx::contiguous(mx::swapaxes(mx::slice(dense, {0, 0, 0}, {H, nope, r}), -1, -2));  // [H, r, nope]
-  mx::array wv = mx::contiguous(mx::slice(dense, {0, nope, 0}, {H, nope + v, r}));                  // [H, v, r]
-  auto make = [&](const mx::array& w) {
-    if (!q) return b.finish(RawWeight{WeightTensor{w, std::nullopt, std::nullopt, std::nullopt}, kv.from_fp8});
-    auto p = mx::quantize(w, q->group_size, q->bits, q->mode);
-    return b.finish(RawWeight{WeightTensor{p[0], p[1], p.size() > 2 ? std::optional(p[2]) : std::nullopt, q}});
-  };
-  a.embed_q = MultiLinear{make(wk)};
-  a.unembed_out = MultiLinear{make(wv)};
+  const std::string module = keys::module(keys::Kind::KvBProj, layer);
+  const keys::Shape s = keys::logical_shape(keys::Kind::KvBProj, c);
+  RawWeight kv = b.raw(module, {}, s.out, s.in);
+  const auto& requant = b.options().fp8_requantize;
+  b.guarded(module, [&] {
+    if (kv.from_fp8 && requant && nope % requant->group_size == 0) {
+      // A first quantization of the dequantized FP8 matrix, arranged as mlx-lm's conversion of the FP8
+      // release arranges it (W_UKᵀ quantized along nope), so --fp8-requantize equals that conversion.
+      const int r = static_cast<int>(s.in);
+      mx::array dense = mx::reshape(kv.t.weight, {H, nope + v, r});                       // [H, nope + v, r]
+      mx::array wk = mx::contiguous(mx::swapaxes(mx::slice(dense, {0, 0, 0}, {H, nope, r}), -1, -2));  // [H, r, nope]
+      mx::array wv = mx::contiguous(mx::slice(dense, {0, nope, 0}, {H, nope + v, r}));    // [H, v, r]
+      a.embed_q = MultiLinear{b.finish(RawWeight{WeightTensor{wk, std::nullopt, std::nullopt, std::nullopt}, true, module})};
+      a.unembed_out = MultiLinear{b.finish(RawWeight{WeightTensor{wv, std::nullopt, std::nullopt, std::nullopt}, true, module})};
+      a.embed_q_is_kv_b_rows = false;
+      return;
+    }
+    const WeightTensor t = b.finish(std::move(kv));
+    a.embed_q = MultiLinear{head_rows(t, H, nope + v, 0, nope)};        // [H, nope, r] (packed: [H, nope, r·bits/32])
+    a.unembed_out = MultiLinear{head_rows(t, H, nope + v, nope, nope + v)};  // [H, v, r]
+    a.embed_q_is_kv_b_rows = true;
+  });
 }
 
 LayerWeights bind_layer(Binder& b, int i) {
+  using keys::Kind;
   const ModelConfig& c = b.config();
   const mx::Dtype dt = b.options().dtype;
-  const int64_t D = c.hidden_size;
-  const std::string at = keys::attn(i);
-  AttentionWeights a{
-      std::nullopt, std::nullopt, std::nullopt, std::nullopt,
-      Linear{b.matrix(at + ".kv_a_proj_with_mqa", {}, c.kv_lora_rank + c.qk_rope_head_dim, D)},
-      b.vector(at + ".kv_a_layernorm.weight", c.kv_lora_rank, dt),
-      MultiLinear{WeightTensor{mx::array(0.0f)}}, MultiLinear{WeightTensor{mx::array(0.0f)}},
-      Linear{b.matrix(at + ".o_proj", {}, D, static_cast<int64_t>(c.num_attention_heads) * c.v_head_dim)}};
-  const int64_t q_out = static_cast<int64_t>(c.num_attention_heads) * c.q_head_dim();
+  // embed_q / unembed_out are placeholders until bind_kv_b.
+  AttentionWeights a{.q_proj = std::nullopt,
+                     .q_a_proj = std::nullopt,
+                     .q_a_layernorm = std::nullopt,
+                     .q_b_proj = std::nullopt,
+                     .kv_a_proj_with_mqa = bind_linear(b, i, Kind::KvAProj),
+                     .kv_a_layernorm = bind_norm(b, i, Kind::KvANorm),
+                     .embed_q = MultiLinear{WeightTensor{mx::array(0.0f), std::nullopt, std::nullopt, std::nullopt}},
+                     .embed_q_is_kv_b_rows = false,
+                     .unembed_out = MultiLinear{WeightTensor{mx::array(0.0f), std::nullopt, std::nullopt, std::nullopt}},
+                     .o_proj = bind_linear(b, i, Kind::OProj)};
   if (c.q_lora_rank > 0) {
-    a.q_a_proj = Linear{b.matrix(at + ".q_a_proj", {}, c.q_lora_rank, D)};
-    a.q_a_layernorm = b.vector(at + ".q_a_layernorm.weight", c.q_lora_rank, dt);
-    a.q_b_proj = Linear{b.matrix(at + ".q_b_proj", {}, q_out, c.q_lora_rank)};
+    a.q_a_proj = bind_linear(b, i, Kind::QAProj);
+    a.q_a_layernorm = bind_norm(b, i, Kind::QANorm);
+    a.q_b_proj = bind_linear(b, i, Kind::QBProj);
   } else {
-    a.q_proj = Linear{b.matrix(at + ".q_proj", {}, q_out, D)};
+    a.q_proj = bind_linear(b, i, Kind::QProj);
   }
   bind_kv_b(b, i, a);
 
-  LayerWeights l{i, b.vector(keys::layer(i) + ".input_layernorm.weight", D, dt),
-                 b.vector(keys::layer(i) + ".post_attention_layernorm.weight", D, dt), std::move(a)};
+  LayerWeights l{i, bind_norm(b, i, Kind::InputNorm), bind_norm(b, i, Kind::PostAttentionNorm), std::move(a)};
   if (!c.is_moe_layer(i)) {
-    l.mlp = bind_mlp(b, keys::mlp(i), D, c.intermediate_size);
+    l.mlp = bind_mlp(b, i, Kind::MlpGate, Kind::MlpUp, Kind::MlpDown);
     return l;
   }
-  const int64_t E = c.n_routed_experts, I = c.moe_intermediate_size;
-  const std::string gate = keys::mlp(i) + ".gate";
-  RawWeight router = b.raw(gate, {}, E, D);
+  const std::string gate = keys::module(Kind::Router, i);
+  const keys::Shape rs = keys::logical_shape(Kind::Router, c);
+  RawWeight router = b.raw(gate, {}, rs.out, rs.in);
   if (router.t.quant)
     throw CheckpointError(fmt::format("tensor '{}.weight': the router must not be quantized", b.key(gate)));
-  mx::array router_w = mx::astype(router.t.weight, dt);
-  mx::eval(router_w);
-  MoeWeights m{router_w, b.vector(gate + keys::kCorrectionBias, E, mx::float32),
-               bind_experts(b, i, "gate_proj", I, D), bind_experts(b, i, "up_proj", I, D),
-               bind_experts(b, i, "down_proj", D, I)};
-  if (c.n_shared_experts > 0) m.shared_experts = bind_mlp(b, keys::mlp(i) + ".shared_experts", D, I * c.n_shared_experts);
+  mx::array router_w = b.guarded(gate, [&] {
+    mx::array w = mx::astype(router.t.weight, dt);
+    mx::eval(w);
+    return w;
+  });
+  MoeWeights m{router_w, b.vector(gate + keys::kCorrectionBias, rs.out, mx::float32),
+               bind_experts(b, i, Kind::ExpertGate), bind_experts(b, i, Kind::ExpertUp),
+               bind_experts(b, i, Kind::ExpertDown)};
+  if (c.n_shared_experts > 0) m.shared_experts = bind_mlp(b, i, Kind::SharedGate, Kind::SharedUp, Kind::SharedDown);
   l.moe = std::move(m);
   return l;
 }
@@ -371,28 +460,24 @@ ModelWeights load_weights(const Checkpoint& ckpt, const ModelConfig& c, const Lo
                                  c.num_hidden_layers));
   Binder b(ckpt, c, o);
 
-  // Bytes this range will read, for the progress callback.
-  size_t total = 0;
-  for (const auto& name : ckpt.names()) {
-    const auto layer = keys::layer_of(name, c.weight_prefix);
-    const bool head = name == b.key(keys::kNorm) + ".weight" || name.rfind(b.key(keys::kLmHead), 0) == 0;
-    const bool embed = name.rfind(b.key(keys::kEmbed), 0) == 0;
-    if ((layer && *layer >= o.first_layer && *layer < last) || (head && o.load_head) || (embed && o.load_embedding))
-      total += ckpt.info(name).nbytes;
-  }
+  // Bytes this range will read, for the progress callback (only this range's shards are opened).
+  const size_t total =
+      count_checkpoint_bytes(ckpt, c, ByteRange{o.first_layer, last, o.load_embedding, o.load_head})
+          .range_bytes(o.first_layer, last, o.load_embedding, o.load_head);
   b.set_total(total);
 
   ModelWeights w;
   w.first_layer = o.first_layer;
   w.last_layer = last;
   w.dtype = o.dtype;
-  if (o.load_embedding) w.embed_tokens = Embedding{b.matrix(keys::kEmbed, {}, c.vocab_size, c.hidden_size)};
+  const keys::Shape vocab = keys::logical_shape(keys::Kind::Embed, c);
+  if (o.load_embedding) w.embed_tokens = Embedding{b.matrix(keys::kEmbed, {}, vocab.out, vocab.in)};
   for (int i = o.first_layer; i < last; ++i) w.layers.push_back(bind_layer(b, i));
   if (o.load_head) {
-    w.norm = b.vector(std::string(keys::kNorm) + ".weight", c.hidden_size, o.dtype);
-    const bool tied = c.tie_word_embeddings && !b.has(std::string(keys::kLmHead) + ".weight") &&
-                      !b.has(std::string(keys::kLmHead) + ".scales");
-    w.lm_head = Linear{b.matrix(tied ? keys::kEmbed : keys::kLmHead, {}, c.vocab_size, c.hidden_size)};
+    w.norm = bind_norm(b, -1, keys::Kind::FinalNorm);
+    const bool tied = c.tie_word_embeddings && !b.has(std::string(keys::kLmHead) + keys::kWeight) &&
+                      !b.has(std::string(keys::kLmHead) + keys::kScales);
+    w.lm_head = Linear{b.matrix(tied ? keys::kEmbed : keys::kLmHead, {}, vocab.out, vocab.in)};
   }
   b.report();
   return w;

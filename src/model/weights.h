@@ -23,7 +23,11 @@ struct AttentionWeights {
   std::optional<Linear> q_b_proj;          // [heads·q_head_dim, q_lora_rank]
   Linear kv_a_proj_with_mqa;               // [kv_lora_rank + qk_rope_head_dim, hidden]
   mlx::core::array kv_a_layernorm;         // [kv_lora_rank]
-  MultiLinear embed_q;                     // [heads, kv_lora_rank, qk_nope_head_dim]  (W_UKᵀ per head)
+  // W_UK per head in the orientation the checkpoint stores, so that quantized rows are used as they are
+  // (never re-quantized): [heads, kv_lora_rank, qk_nope_head_dim] (W_UKᵀ, an MLX embed_q) or, when
+  // embed_q_is_kv_b_rows, [heads, qk_nope_head_dim, kv_lora_rank] (W_UK, the key rows of kv_b_proj).
+  MultiLinear embed_q;
+  bool embed_q_is_kv_b_rows = false;
   MultiLinear unembed_out;                 // [heads, v_head_dim, kv_lora_rank]       (W_UV per head)
   Linear o_proj;                           // [hidden, heads·v_head_dim]
 };

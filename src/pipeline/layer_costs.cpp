@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "model/footprint.h"
 #include "model/weight_keys.h"
 
 namespace k2 {
@@ -132,73 +133,49 @@ double matrix_bytes(double count, double out, double in, const std::optional<Qua
 }
 
 ModelCosts costs_from_config(const ModelConfig& c, const QuantRecipe& r) {
+  using keys::Kind;
   ModelCosts m;
   m.source = "config.json + " + r.describe();
-  const double hidden = c.hidden_size, H = c.num_attention_heads, fb = r.float_bytes;
-  auto mat = [&](const std::string& path, double count, double out, double in) {
-    return matrix_bytes(count, out, in, r.for_module(path), r.float_bytes);
+  const double fb = r.float_bytes;
+  // Bytes of one tensor kind as the recipe stores it: norms at float_bytes, the router unquantized plus its
+  // float32 correction bias, every other matrix in the recipe's format for its module path.
+  auto bytes = [&](Kind kind, int layer) {
+    const keys::Shape s = keys::logical_shape(kind, c);
+    if (keys::info(kind).vector) return s.out * fb;
+    if (kind == Kind::Router) return matrix_bytes(1, s.out, s.in, std::nullopt, r.float_bytes) + s.out * 4.0;
+    return matrix_bytes(static_cast<double>(s.lead), s.out, s.in, r.for_module(keys::module(kind, layer)),
+                        r.float_bytes);
   };
   for (int i = 0; i < c.num_hidden_layers; ++i) {
-    const std::string l = keys::layer(i), a = keys::attn(i), p = keys::mlp(i);
-    double attn = 2 * hidden * fb;  // input_layernorm + post_attention_layernorm
-    if (c.q_lora_rank > 0) {
-      attn += mat(a + ".q_a_proj", 1, c.q_lora_rank, hidden) + c.q_lora_rank * fb;
-      attn += mat(a + ".q_b_proj", 1, H * c.q_head_dim(), c.q_lora_rank);
-    } else {
-      attn += mat(a + ".q_proj", 1, H * c.q_head_dim(), hidden);
+    double all = 0, routed = 0;
+    for (Kind kind : keys::layer_kinds(c, i)) {
+      const double b = bytes(kind, i);
+      all += b;
+      if (keys::info(kind).part == keys::Part::RoutedExperts) routed += b;
     }
-    attn += mat(a + ".kv_a_proj_with_mqa", 1, c.kv_lora_rank + c.qk_rope_head_dim, hidden) + c.kv_lora_rank * fb;
-    attn += mat(a + ".kv_b_proj", 1, H * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank);
-    attn += mat(a + ".o_proj", 1, hidden, H * c.v_head_dim);
     LayerCost cost;
-    if (!c.is_moe_layer(i)) {
-      const double ffn = mat(p + ".gate_proj", 1, c.intermediate_size, hidden) +
-                         mat(p + ".up_proj", 1, c.intermediate_size, hidden) +
-                         mat(p + ".down_proj", 1, hidden, c.intermediate_size);
-      cost.weight_bytes = cost.read_bytes = attn + ffn;
-    } else {
-      const double E = c.n_routed_experts, I = c.moe_intermediate_size, S = I * c.n_shared_experts;
-      const double router = E * hidden * fb + E * 4;  // bf16 router, float32 correction bias
-      const double routed = mat(p + ".switch_mlp.gate_proj", E, I, hidden) + mat(p + ".switch_mlp.up_proj", E, I, hidden) +
-                            mat(p + ".switch_mlp.down_proj", E, hidden, I);
-      const double shared = c.n_shared_experts == 0
-                                ? 0.0
-                                : mat(p + ".shared_experts.gate_proj", 1, S, hidden) +
-                                      mat(p + ".shared_experts.up_proj", 1, S, hidden) +
-                                      mat(p + ".shared_experts.down_proj", 1, hidden, S);
-      cost.weight_bytes = attn + router + routed + shared;
-      cost.read_bytes = attn + router + shared + routed * c.num_experts_per_tok / E;
-    }
+    cost.weight_bytes = all;
+    cost.read_bytes = c.n_routed_experts > 0 ? all - routed + routed * c.num_experts_per_tok / c.n_routed_experts : all;
     m.layers.push_back(cost);
   }
-  m.embed_bytes = mat(keys::kEmbed, 1, c.vocab_size, hidden);
+  m.embed_bytes = bytes(Kind::Embed, -1);
   m.embed_read_bytes = m.embed_bytes / c.vocab_size;
-  m.head_bytes = hidden * fb + mat(keys::kLmHead, 1, c.vocab_size, hidden);
+  m.head_bytes = bytes(Kind::FinalNorm, -1) + bytes(Kind::LmHead, -1);
   return m;
 }
 
 ModelCosts costs_from_checkpoint(const Checkpoint& ck, const ModelConfig& c) {
+  const CheckpointBytes b = count_checkpoint_bytes(ck, c);
+  if (!b.unreadable.empty()) throw CheckpointError(b.unreadable.begin()->second.second);
   ModelCosts m;
   m.source = "checkpoint " + ck.dir().string();
-  std::vector<double> routed(c.num_hidden_layers, 0.0);
-  m.layers.assign(c.num_hidden_layers, LayerCost{});
-  const std::string& prefix = c.weight_prefix;
-  for (const auto& name : ck.names()) {
-    const double bytes = static_cast<double>(ck.info(name).nbytes);
-    if (const auto layer = keys::layer_of(name, prefix)) {
-      if (*layer >= c.num_hidden_layers) continue;  // e.g. DeepSeek-V3's MTP layer: never loaded
-      m.layers[*layer].weight_bytes += bytes;
-      if (name.find(".switch_mlp.") != std::string::npos || name.find(".mlp.experts.") != std::string::npos)
-        routed[*layer] += bytes;
-    } else if (name.rfind(prefix + keys::kEmbed, 0) == 0) {
-      m.embed_bytes += bytes;
-    } else if (name.rfind(prefix + keys::kLmHead, 0) == 0 || name.rfind(prefix + keys::kNorm, 0) == 0) {
-      m.head_bytes += bytes;
-    }
-  }
   const double active = c.n_routed_experts > 0 ? static_cast<double>(c.num_experts_per_tok) / c.n_routed_experts : 1.0;
-  for (int i = 0; i < c.num_hidden_layers; ++i)
-    m.layers[i].read_bytes = m.layers[i].weight_bytes - routed[i] * (1.0 - active);
+  for (int i = 0; i < c.num_hidden_layers; ++i) {
+    const double all = static_cast<double>(b.layer_bytes[i]), routed = static_cast<double>(b.routed_bytes[i]);
+    m.layers.push_back(LayerCost{all, all - routed * (1.0 - active)});
+  }
+  m.embed_bytes = static_cast<double>(b.embed_bytes);
+  m.head_bytes = static_cast<double>(b.head_bytes);
   m.embed_read_bytes = c.vocab_size > 0 ? m.embed_bytes / c.vocab_size : 0.0;
   return m;
 }

@@ -31,16 +31,35 @@ def _skip_embed_and_head(path, module):
 
 
 # Bump when a builder below or the reference computation changes (format_variants.py is hashed already).
-EXTRA_VERSION = "1"
+EXTRA_VERSION = "3"
 
-# name -> builder(parity Workspace, destination folder)
+# Quantized kv_b_proj checkpoints (older MLX conversions) at 3, 4 and 8 bits, group 64, plus one with
+# qk_nope_head_dim 32 < group 64 (which no re-quantization of W_UKᵀ along nope can handle). Each has a
+# "-dense" twin holding the float32 dequantization of the stored kv_b_proj: the reference for it.
+KV_B_BITS = (3, 4, 8)
+KV_B_CASES = tuple(f"kimi-q{b}-kv_b" for b in KV_B_BITS) + ("kimi-nope32-q4-kv_b",)
+
+
+def _skip_nope_embed_q(path, module):
+    """mlx_lm.convert of the head-dim-32 folder: embed_q's input dim (32) is below the group (64), so leave it
+    dense (make_kv_b replaces embed_q / unembed_out by a quantized kv_b_proj anyway)."""
+    return not path.endswith("embed_q")
+
+
+# name -> builder(Extra, destination folder)
 _EXTRA = {
-    "kimi-int4": lambda ws, dst: fv.make_int4(ws.path("kimi-hf-bf16"), dst),
-    "kimi-q4-kv_b": lambda ws, dst: fv.make_kv_b(ws.path("kimi-q4"), ws.path("kimi-hf-bf16"), dst),
-    "kimi-fp8-q4": lambda ws, dst: kp.convert_variants.convert_one(ws.path("kimi-hf-fp8"), dst, {"bits": 4, "group": 64}),
-    "kimi-fp8-q4-bf16-ends": lambda ws, dst: kp.convert_variants.convert_one(
-        ws.path("kimi-hf-fp8"), dst, {"bits": 4, "group": 64, "predicate": _skip_embed_and_head}),
-    "kimi-q4-by-layer": lambda ws, dst: fv.reshard_by_layer(ws.path("kimi-q4"), dst),
+    "kimi-int4": lambda x, dst: fv.make_int4(x.ws.path("kimi-hf-bf16"), dst),
+    **{f"kimi-q{b}-kv_b": (lambda b: lambda x, dst: fv.make_kv_b(x.ws.path(f"kimi-q{b}"), x.ws.path("kimi-hf-bf16"),
+                                                                  dst))(b) for b in KV_B_BITS},
+    "kimi-nope32-hf": lambda x, dst: fv.make_head_dim(x.ws.path("kimi-hf-bf16"), dst, 32),
+    "kimi-nope32-q4": lambda x, dst: kp.convert_variants.convert_one(
+        x.path("kimi-nope32-hf"), dst, {"bits": 4, "group": 64, "predicate": _skip_nope_embed_q}),
+    "kimi-nope32-q4-kv_b": lambda x, dst: fv.make_kv_b(x.path("kimi-nope32-q4"), x.path("kimi-nope32-hf"), dst),
+    **{f"{n}-dense": (lambda n: lambda x, dst: fv.make_kv_b_dense(x.path(n), dst))(n) for n in KV_B_CASES},
+    "kimi-fp8-q4": lambda x, dst: kp.convert_variants.convert_one(x.ws.path("kimi-hf-fp8"), dst, {"bits": 4, "group": 64}),
+    "kimi-fp8-q4-bf16-ends": lambda x, dst: kp.convert_variants.convert_one(
+        x.ws.path("kimi-hf-fp8"), dst, {"bits": 4, "group": 64, "predicate": _skip_embed_and_head}),
+    "kimi-q4-by-layer": lambda x, dst: fv.reshard_by_layer(x.ws.path("kimi-q4"), dst),
 }
 
 
@@ -64,7 +83,7 @@ class Extra:
             return out
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=self.dir))
         try:
-            _EXTRA[name](self.ws, tmp / "ckpt")
+            _EXTRA[name](self, tmp / "ckpt")
             (tmp / "ckpt" / ".complete").write_text("")
             if out.exists():
                 shutil.rmtree(out)
@@ -213,35 +232,77 @@ def test_int4_greedy_fp32(extra, engine, tmp_path):
 
 
 # =============================================================================================================
-# b. older MLX conversion: quantized kv_b_proj (split and re-quantized at load, by mlx-lm and the engine)
+# b. older MLX conversion: quantized kv_b_proj. The engine uses the stored rows as they are (W_UK per head with
+# a quantized matmul on either side, W_UV as unembed_out), so it must equal mlx-lm at float32 on the same
+# weights written dense (the "-dense" twins). mlx-lm itself dequantizes kv_b_proj and quantizes W_UKᵀ again
+# along the other axis when it loads the quantized folder, so it is not the reference for these files.
 
 
-def test_kv_b_layout(extra, ws):
-    path, q4 = extra.path("kimi-q4-kv_b"), ws.path("kimi-q4")
-    assert (path / "config.json").read_text() == (q4 / "config.json").read_text(), "config must be unchanged"
+@pytest.mark.parametrize("name", KV_B_CASES)
+def test_kv_b_layout(extra, ws, name):
+    path = extra.path(name)
     t = tensors_of(path)
     cfg = json.loads((path / "config.json").read_text())
+    bits = 4 if "nope32" in name else int(name.split("-")[1][1:])
     assert not [n for n in t if ".embed_q." in n or ".unembed_out." in n]
     rows = cfg["num_attention_heads"] * (cfg["qk_nope_head_dim"] + cfg["v_head_dim"])
     for layer in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{layer}.self_attn.kv_b_proj."
-        assert t[p + "weight"][:2] == ("U32", [rows, cfg["kv_lora_rank"] * 4 // 32]), t[p + "weight"][:2]
+        assert t[p + "weight"][:2] == ("U32", [rows, cfg["kv_lora_rank"] * bits // 32]), t[p + "weight"][:2]
         assert t[p + "scales"][:2] == ("BF16", [rows, cfg["kv_lora_rank"] // 64]), t[p + "scales"][:2]
+    dense = tensors_of(extra.path(name + "-dense"))
+    assert dense["model.layers.0.self_attn.kv_b_proj.weight"][:2] == ("F32", [rows, cfg["kv_lora_rank"]])
+    assert {n for n in dense if "kv_b_proj" not in n} == {n for n in t if "kv_b_proj" not in n}
     index = json.loads((path / "model.safetensors.index.json").read_text())
     assert set(index["weight_map"]) == set(t)
+    if "nope32" in name:
+        assert cfg["qk_nope_head_dim"] == 32 and cfg["quantization"]["group_size"] == 64
 
 
 @pytest.mark.parametrize("seq", PARITY_SEQS)
-def test_kv_b_logits_fp32(extra, engine, tmp_path, seq):
-    ref = extra.reference("kimi-q4-kv_b")["logits"][seq]
-    eng = kp.engine_logits(extra.path("kimi-q4-kv_b"), SEQS[seq], tmp_path, dtype="float32")
-    kp.assert_exact(eng, ref, f"kimi-q4-kv_b [{seq}] float32 all positions")
+@pytest.mark.parametrize("name", KV_B_CASES)
+def test_kv_b_logits_fp32(extra, engine, tmp_path, name, seq):
+    """Against mlx-lm at float32 on the dequantized stored kv_b_proj, at the float32 tolerance (1e-3·max)."""
+    ref = extra.reference(name + "-dense")["logits"][seq]
+    eng = kp.engine_logits(extra.path(name), SEQS[seq], tmp_path, dtype="float32")
+    print(f"{name} [{seq}]: {kp.summary(eng, ref)}")
+    kp.assert_exact(eng, ref, f"{name} [{seq}] float32 all positions vs the dequantized stored weights")
 
 
-def test_kv_b_greedy_fp32(extra, engine, tmp_path):
-    r = extra.reference("kimi-q4-kv_b")
-    toks = kp.engine_generate(extra.path("kimi-q4-kv_b"), SEQS["long"], INT4_GREEDY_TOKENS, tmp_path)
-    kp.assert_same_tokens(toks, r["greedy"], r["margins"], kp.FP32_TIE, "kimi-q4-kv_b greedy float32")
+@pytest.mark.parametrize("name", KV_B_CASES)
+def test_kv_b_equals_dense_twin(extra, engine, tmp_path, name):
+    """The engine on the quantized kv_b_proj and on its dequantization: the same weights, so the same logits
+    (to float32 rounding) on the single-token and the multi-token attention paths."""
+    for seq in ("one", "long"):
+        q = kp.engine_logits(extra.path(name), SEQS[seq], tmp_path, dtype="float32")
+        d = kp.engine_logits(extra.path(name + "-dense"), SEQS[seq], tmp_path, dtype="float32")
+        kp.assert_exact(q, d, f"{name} vs its dense twin [{seq}]", rel=kp.EQUIV_REL)
+
+
+@pytest.mark.parametrize("name", KV_B_CASES)
+def test_kv_b_greedy_fp32(extra, engine, tmp_path, name):
+    r = extra.reference(name + "-dense")
+    toks = kp.engine_generate(extra.path(name), SEQS["long"], INT4_GREEDY_TOKENS, tmp_path)
+    kp.assert_same_tokens(toks, r["greedy"], r["margins"], kp.FP32_TIE, f"{name} greedy float32")
+
+
+@pytest.mark.parametrize("bits", KV_B_BITS)
+def test_kv_b_requantization_is_visible(extra, bits):
+    """The test above can fail: re-quantizing W_UKᵀ at load (mlx-lm's way, and the engine's before) misses the
+    dequantized reference by more than the float32 tolerance at every bit width measured here."""
+    name = f"kimi-q{bits}-kv_b"
+    ref = extra.reference(name + "-dense")["logits"]["long"]
+    requant = extra.reference(name)["logits"]["long"]
+    d = np.abs(requant - ref).max()
+    print(f"{name}: mlx-lm (re-quantized W_UKᵀ) vs dequantized stored weights: {kp.summary(requant, ref)}")
+    assert d > kp.EXACT_REL * np.abs(ref).max(), f"{name}: re-quantization changed the logits by only {d:.3e}"
+
+
+def test_kv_b_small_head_dim_defeats_requantization(extra):
+    """With qk_nope_head_dim 32 < group 64, W_UKᵀ cannot be re-quantized along nope: mlx-lm fails to load the
+    file that the engine matches above."""
+    with pytest.raises(ValueError, match="quantiz"):
+        kp.reference.load(extra.path("kimi-nope32-q4-kv_b"), "float32")
 
 
 # =============================================================================================================
