@@ -15,6 +15,7 @@
 #include "server/api_error.h"
 #include "server/chat_page.h"
 #include "server/connection_probe.h"
+#include "server/http_connection.h"
 #include "server/openai_response.h"
 
 namespace k2 {
@@ -83,7 +84,14 @@ bool delta_has_text(const OutputDelta& d) { return !d.reasoning.empty() || !d.co
 }  // namespace
 
 HttpServer::HttpServer(CompletionService& service, HttpOptions options)
-    : service_(service), options_(std::move(options)), http_(std::make_unique<httplib::Server>()) {
+    : service_(service), options_(std::move(options)) {
+  // Requests whose framing is refused before httplib sees them (bad Content-Length or chunk size, a header
+  // line without a colon, a body over the limit) get the same JSON error body as every other error.
+  http_ = std::make_unique<FramedHttpServer>([log = options_.log_requests](int status, const std::string& message,
+                                                                          const std::string& remote) {
+    if (log) log_line(fmt::format("{} (framing) {} | {}", remote, status, message));
+    return dump(error_json(message, status >= 500 ? "server_error" : "invalid_request_error", "", ""));
+  });
   const size_t threads = static_cast<size_t>(std::max(2, options_.threads));
   http_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   http_->set_payload_max_length(options_.max_body_bytes);
@@ -226,7 +234,7 @@ void HttpServer::routes() {
       res.set_header("X-Accel-Buffering", "no");
       res.set_chunked_content_provider(
           "text/event-stream",
-          [this, running, meta, probe, chat, t0, log, req_addr = req.remote_addr, req_path = req.path](size_t, httplib::DataSink& sink) {
+          [running, meta, probe, chat, t0, log, req_addr = req.remote_addr, req_path = req.path](size_t, httplib::DataSink& sink) {
             const bool usage = running->prepared().request.include_usage;
             double first_byte = 0.0;
             int tool_index = 0;
