@@ -126,6 +126,9 @@ int HttpServer::bind() {
 void HttpServer::serve() { http_->listen_after_bind(); }
 
 void HttpServer::stop() {
+  // Running generations end like a disconnected client's (cancelled), so that stopping waits for no
+  // completion however long; idle and half-sent connections end within 100 ms (http_connection.cpp).
+  stopping_ = true;
   if (http_ && http_->is_running()) http_->stop();
 }
 
@@ -220,7 +223,7 @@ void HttpServer::routes() {
           }
           if (Clock::now() - last_probe > std::chrono::milliseconds(200)) {
             last_probe = Clock::now();
-            if (probe->peer_closed()) {
+            if (stopping_ || probe->peer_closed()) {
               running->cancel();
               while (!running->poll(kPoll).done) {}
               if (log) log_generation(req, 499, false, running->usage(), "client disconnected", t0, first_byte);
@@ -234,7 +237,7 @@ void HttpServer::routes() {
       res.set_header("X-Accel-Buffering", "no");
       res.set_chunked_content_provider(
           "text/event-stream",
-          [running, meta, probe, chat, t0, log, req_addr = req.remote_addr, req_path = req.path](size_t, httplib::DataSink& sink) {
+          [this, running, meta, probe, chat, t0, log, req_addr = req.remote_addr, req_path = req.path](size_t, httplib::DataSink& sink) {
             const bool usage = running->prepared().request.include_usage;
             double first_byte = 0.0;
             int tool_index = 0;
@@ -290,7 +293,7 @@ void HttpServer::routes() {
               }
               if (ok && Clock::now() - last_probe > std::chrono::milliseconds(200)) {
                 last_probe = Clock::now();
-                ok = !probe->peer_closed();
+                ok = !stopping_ && !probe->peer_closed();
               }
             }
             // The client went away: stop generating and free the worker for the next request.

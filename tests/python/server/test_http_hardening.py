@@ -132,7 +132,8 @@ def test_pipelined_requests_are_all_answered(server):
 
 
 def test_401_consumes_the_body_and_keeps_the_connection(strict_server):
-    body = json.dumps({"messages": HELLO, "max_tokens": 1}).encode()
+    # Larger than httplib's 4 KiB read buffer, so that most of it is still unread when the 401 is sent.
+    body = json.dumps({"messages": [{"role": "user", "content": "x" * 20000}], "max_tokens": 1}).encode()
     with connect(strict_server) as s:
         f = s.makefile("rb")
         s.sendall(request_bytes("POST", CHAT, body, {"Authorization": "Bearer wrong"}))
@@ -146,18 +147,25 @@ def test_401_consumes_the_body_and_keeps_the_connection(strict_server):
         assert json.loads(payload)["data"][0]["id"] == "tiny-kimi"
 
 
-def test_shutdown_is_bounded_with_idle_and_half_sent_clients(make_server):
+def test_shutdown_is_bounded_with_idle_half_sent_and_generating_clients(make_server):
     s = make_server("--api-key", "k", name="shutdown")
     idle = connect(s)  # a 401'd client that keeps its connection open
     idle.sendall(request_bytes("POST", CHAT, b'{"messages": []}'))
     assert read_response(idle.makefile("rb"))[0] == 401
     half = connect(s)  # a request whose body never comes
     half.sendall(f"POST {CHAT} HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n{{".encode())
-    time.sleep(0.3)
+    busy = connect(s)  # a generation that would run for about a minute
+    body = json.dumps({"messages": [{"role": "user", "content": "Write forever"}], "max_tokens": 20000,
+                       "temperature": 0.7}).encode()
+    busy.sendall(request_bytes("POST", CHAT, body, {"Authorization": "Bearer k"}))
+    deadline = time.monotonic() + 30
+    while not s.health()["busy"]:
+        assert time.monotonic() < deadline, "the generation did not start"
+        time.sleep(0.05)
     t0 = time.monotonic()
     s.proc.terminate()
     s.proc.wait(timeout=20)
     took = time.monotonic() - t0
     assert took < 3.0, f"shutdown took {took:.1f} s"
-    idle.close()
-    half.close()
+    for c in (idle, half, busy):
+        c.close()
