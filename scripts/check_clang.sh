@@ -36,7 +36,7 @@ def flags_of(entry):
             skip = False
         elif a in ("-o", "-c"):
             skip = True
-        elif a.startswith(("-D", "-I", "-std=")) or a in ("-isystem",) or keep and keep[-1] == "-isystem":
+        elif a.startswith(("-D", "-I", "-std=", "-m")) or a in ("-isystem",) or keep and keep[-1] == "-isystem":
             keep.append(a)
     return keep
 
@@ -83,6 +83,9 @@ if [ -s "$work/failed" ]; then
   failed=1
 fi
 warnings=$(cat "$work"/*.log 2>/dev/null | grep -c "warning:" || true)
-[ "$warnings" = 0 ] || grep -h -A3 "warning:" "$work"/*.log | head -40
+if [ "$warnings" != 0 ]; then
+  grep -h -A3 "warning:" "$work"/*.log > "$work/warnings.txt" || true
+  head -40 "$work/warnings.txt"
+fi
 echo "check_clang: done in $(( $(date +%s) - t0 )) s, ${warnings} warnings"
 exit $failed
