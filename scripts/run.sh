@@ -2,7 +2,8 @@
 # The main job on a fresh machine: set everything up (scripts/setup.sh), then generate with k2mlx.
 # Without --model it first creates a small random Kimi-K2-shaped checkpoint (HF bf16 layout, then
 # converted to 3-bit MLX format by mlx-lm's own converter) under .cache/models/, inspects it, and
-# generates from it. Extra arguments are passed to `k2mlx generate`.
+# generates from it. Extra arguments are passed to `k2mlx generate`. Afterwards
+# `build/apps/k2mlx/k2mlx serve -m .cache/models/tiny-kimi-3bit` serves it to chat clients.
 #   scripts/run.sh                                  # small generated model
 #   scripts/run.sh --model /path/to/Kimi-K2-Instruct-3bit --ids 163587,... -n 64
 set -euo pipefail
@@ -21,9 +22,13 @@ fi
 models="$here/.cache/models"
 hf="$models/tiny-kimi-bf16"
 mlx3="$models/tiny-kimi-3bit"
-if [ ! -f "$mlx3/config.json" ]; then
+# The demo model carries a small chat template (Kimi-K2's turn format) so that `k2mlx serve` and chat
+# clients work on it; a folder made before it had one is made again.
+template="$here/tools/templates/tiny-kimi-chat.jinja"
+has_template() { [ -f "$1/chat_template.jinja" ] || grep -q '"chat_template"' "$1/tokenizer_config.json" 2>/dev/null; }
+if [ ! -f "$mlx3/config.json" ] || ! has_template "$mlx3"; then
   echo "[run] creating a small random Kimi-K2-shaped checkpoint in $hf"
-  "$py" "$here/tools/make_tiny_model.py" --structure kimi --out "$hf"
+  "$py" "$here/tools/make_tiny_model.py" --structure kimi --out "$hf" --chat-template "$template"
   echo "[run] converting it to 3-bit MLX format with mlx-lm's converter: $mlx3"
   "$py" "$here/tools/convert_variants.py" --src "$hf" --out-root "$models" --only q3 >/dev/null
   rm -rf "$mlx3" && mv "$models/q3" "$mlx3"

@@ -14,9 +14,17 @@ venv="$here/.deps/venv"
 log() { printf '[setup] %s\n' "$*"; }
 
 install_system_packages() {
+  # Libraries the build links, then what the tests drive: chromium (chat page), curl, strace (shard-read
+  # trace), clang + libc++ (scripts/check_clang.sh).
   local pkgs=(build-essential cmake ninja-build pkg-config nlohmann-json3-dev libcli11-dev
-              libfmt-dev libspdlog-dev libgtest-dev libgmock-dev libpcre2-dev libcpp-httplib-dev
-              chromium curl strace)
+              libfmt-dev libgtest-dev libpcre2-dev libcpp-httplib-dev
+              chromium curl strace clang libc++-dev libc++abi-dev)
+  # Node.js/npm (the openai npm SDK and the chat page test) and cargo (tools/text/fetch_kimi_vocab.sh) are
+  # often installed another way (NodeSource, rustup): take Debian's only when the command is missing, since
+  # Debian's npm conflicts with NodeSource's nodejs package.
+  command -v node >/dev/null || pkgs+=(nodejs)
+  command -v npm >/dev/null || pkgs+=(npm)
+  command -v cargo >/dev/null || pkgs+=(cargo)
   local missing=()
   for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Runs every test: sets up and builds (scripts/setup.sh, idempotent), then the GoogleTest unit tests
-# (ctest) and the Python parity / equivalence suite (pytest against mlx-lm on tiny checkpoints).
+# (ctest), a clang + libc++ compile of every translation unit (scripts/check_clang.sh, bounded to 5 min),
+# and the Python parity / equivalence suite (pytest against mlx-lm on tiny checkpoints).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$here/scripts/setup.sh"
 echo "== unit tests (ctest) =="
 ctest --test-dir "$here/build" --output-on-failure -j 2
+echo "== clang + libc++ compile of every translation unit =="
+timeout 300 "$here/scripts/check_clang.sh" "$here/build"
 echo "== parity and equivalence tests (pytest) =="
 cd "$here"
 "$here/.deps/venv/bin/python" -m pytest -q tests/python "$@"

@@ -1,6 +1,7 @@
 // `k2mlx plan`: which layers each machine should run, from a model folder's safetensors headers or a
 // config.json plus a quantization recipe, for given nodes, context length and concurrent sequences.
 // Prints per node: layer range, weights, KV cache, workspace, total and headroom. Reads no tensors.
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -21,9 +22,17 @@ namespace {
 struct PlanFlags {
   std::string model_dir, config, quant, hostfile, json_out, strategy = "all", kv_dtype = "bfloat16";
   std::vector<std::string> overrides, nodes, usable;
-  int context = 40000, sequences = 1, prefill_chunk = 512;
+  // Read as numbers and range-checked here, so that "1e20" or 10^12 gets a message about the value (and exit
+  // code 2) rather than CLI11's conversion error.
+  double context = 40000, sequences = 1, prefill_chunk = 512;
   double usable_fraction = kDefaultUsableFraction;
 };
+
+int whole_number(double v, const char* flag, double lo, double hi) {
+  if (!(v >= lo && v <= hi) || std::floor(v) != v)
+    throw InputError(fmt::format("{} must be a whole number from {:.0f} to {:.0f}, got {}", flag, lo, hi, v));
+  return static_cast<int>(v);
+}
 
 }  // namespace
 
@@ -60,10 +69,14 @@ Command add_plan(CLI::App& app) {
     if (!f->model_dir.empty() && (!f->quant.empty() || !f->overrides.empty()))
       throw InputError("--quant / --override apply to --config only; a --model folder's tensors give their own sizes");
     if (f->nodes.empty() == f->hostfile.empty()) throw InputError("give the machines with --node (repeatable) or --hostfile");
+    const int context = whole_number(f->context, "--context", 1, 1e8);
+    const int sequences = whole_number(f->sequences, "--sequences", 1, 1e5);
+    const int prefill_chunk = whole_number(f->prefill_chunk, "--prefill-chunk", 1, 1 << 20);
 
     std::vector<NodeSpec> nodes;
     if (!f->hostfile.empty()) nodes = nodes_from_hosts(read_hostfile(f->hostfile));
     for (const auto& n : f->nodes) nodes.push_back(parse_node(n));
+    check_nodes(nodes);  // unique names before --usable looks them up
     for (const auto& u : f->usable) {
       const auto eq = u.find('=');
       if (eq == std::string::npos) throw InputError(fmt::format("--usable '{}' is not NAME=SIZE", u));
@@ -71,6 +84,8 @@ Command add_plan(CLI::App& app) {
       auto it = std::find_if(nodes.begin(), nodes.end(), [&](const NodeSpec& n) { return n.name == name; });
       if (it == nodes.end()) throw InputError(fmt::format("--usable '{}': there is no node named '{}'", u, name));
       it->usable_bytes = parse_size(u.substr(eq + 1));
+      if (*it->usable_bytes > it->memory_bytes)
+        throw InputError(fmt::format("--usable '{}' is more than node '{}' has ({:.1f} GB of RAM)", u, name, it->memory_bytes / 1e9));
     }
     if (!(f->usable_fraction > 0 && f->usable_fraction <= 1))
       throw InputError(fmt::format("--usable-fraction {} must be in (0, 1]", f->usable_fraction));
@@ -105,9 +120,9 @@ Command add_plan(CLI::App& app) {
     }
 
     PlanRequest r;
-    r.context = f->context;
-    r.sequences = f->sequences;
-    r.prefill_chunk = f->prefill_chunk;
+    r.context = context;
+    r.sequences = sequences;
+    r.prefill_chunk = prefill_chunk;
     r.activation_bytes = static_cast<int>(mlx::core::size_of(resolve_dtype(f->kv_dtype)));
     r.usable_fraction = f->usable_fraction;
     std::vector<Strategy> strategies;

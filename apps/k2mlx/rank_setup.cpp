@@ -6,6 +6,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <csignal>
+#include <dlfcn.h>
 #include <cstdlib>
 #include <exception>
 #include <fstream>
@@ -95,6 +96,25 @@ int expected_size() {
   return 0;
 }
 
+// MLX's MPI backend dlopen()s the unversioned libmpi.so (libmpi.dylib on macOS). On Debian only Open MPI's
+// development package provides that name: with just the runtime (openmpi-bin, libopenmpi3) MLX says
+// "Cannot initialize MPI", which reads like a network problem. Names what is missing, or "".
+std::string missing_mpi_library(const std::string& backend) {
+  if (backend != "mpi" && !(backend == "any" && env_int("OMPI_COMM_WORLD_SIZE", 0) > 1)) return "";
+#ifdef __APPLE__
+  const char* lib = "libmpi.dylib";
+  const char* install = "brew install open-mpi";
+#else
+  const char* lib = "libmpi.so";
+  const char* install = "apt-get install libopenmpi-dev";
+#endif
+  if (void* handle = dlopen(lib, RTLD_LAZY | RTLD_LOCAL)) {
+    dlclose(handle);
+    return "";
+  }
+  return fmt::format("MLX's MPI backend loads {}, which is not installed ({})", lib, install);
+}
+
 }  // namespace
 
 void StageFlags::add_to(CLI::App& app) {
@@ -132,6 +152,8 @@ mx::distributed::Group join_group(const StageFlags& f) {
     try {
       return mx::distributed::init(f.backend != "any", f.backend);
     } catch (const std::exception& e) {
+      if (const std::string missing = missing_mpi_library(f.backend); !missing.empty())
+        throw InputError(fmt::format("rank {}: could not join the job over the '{}' backend: {}", env_rank, f.backend, missing));
       throw Error(fmt::format("rank {}: could not join the job over the '{}' backend: {} (check that every rank was "
                               "started and that the hostfile addresses are reachable)", env_rank, f.backend, e.what()));
     }

@@ -91,17 +91,28 @@ std::string TensorInfo::shape_string() const { return fmt::format("[{}]", fmt::j
 std::map<std::string, TensorInfo> parse_safetensors_header(const std::string& header_json,
                                                            uint64_t data_size, uint64_t data_start,
                                                            const std::string& file) {
+  // A real header is 3 levels deep; deeper nesting is refused while parsing, since printing a value
+  // (metadata entries are dumped) recurses once per level and a hostile file could overflow the stack.
+  constexpr int kMaxDepth = 16;
+  auto limit_depth = [&](int depth, json::parse_event_t event, json&) {
+    if ((event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) && depth >= kMaxDepth)
+      throw CheckpointError(fmt::format("{}: safetensors header is nested more than {} levels deep", file, kMaxDepth));
+    return true;
+  };
   json header;
   try {
-    header = json::parse(header_json);
-  } catch (const json::parse_error& e) {
+    header = json::parse(header_json, limit_depth);
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number such as 1e400
     throw CheckpointError(fmt::format("{}: safetensors header is not valid JSON ({})", file, e.what()));
   }
   if (!header.is_object())
     throw CheckpointError(fmt::format("{}: safetensors header must be a JSON object", file));
 
   std::map<std::string, TensorInfo> tensors;
-  for (auto& [name, entry] : header.items()) {
+  for (auto& item : header.items()) {
+    // Named references, not a structured binding: clang before 16 cannot capture a binding in the lambda below.
+    const std::string& name = item.key();
+    auto& entry = item.value();
     if (name == "__metadata__") continue;
     auto bad = [&](const std::string& what) {
       return CheckpointError(fmt::format("{}: tensor '{}': {}", file, name, what));

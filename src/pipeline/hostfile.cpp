@@ -115,6 +115,11 @@ std::vector<HostEntry> parse_hostfile_json(const nlohmann::json& j, const std::s
   for (size_t i = 0; i < j.size(); ++i) {
     const std::string where = fmt::format("{}: entry {} (rank {})", source, i, i);
     hosts.push_back(j[i].is_array() ? parse_ring_entry(j[i], where) : parse_host_entry(j[i], where));
+    // Two ranks may run on one machine, but two planning nodes with one name cannot be told apart.
+    for (size_t k = 0; k < i && hosts[i].node; ++k)
+      if (hosts[k].node && hosts[k].node->name == hosts[i].node->name)
+        throw InputError(fmt::format("{}: entries {} and {} are both named '{}'; give each machine its own \"name\"", source, k,
+                                     i, hosts[i].node->name));
   }
   return hosts;
 }

@@ -61,6 +61,9 @@ std::vector<std::pair<int, int>> best_split(int layers, int nodes, Cost cost) {
 
 double parse_size(const std::string& text) {
   const std::string t = lower(text);
+  if (!t.empty() && t[0] == '-') throw InputError(fmt::format("size '{}' is negative; give a positive size such as 192GB", text));
+  if (t.empty() || !(std::isdigit(static_cast<unsigned char>(t[0])) || t[0] == '.'))
+    throw InputError(fmt::format("size '{}' does not start with a number (e.g. 192GB, 180GiB, 0.5TB)", text));
   size_t end = 0;
   while (end < t.size() && (std::isdigit(static_cast<unsigned char>(t[end])) || t[end] == '.')) ++end;
   const std::string unit = t.substr(end);
@@ -98,6 +101,18 @@ NodeSpec parse_node(const std::string& text) {
   n.memory_bytes = parse_size(parts[1]);
   if (parts.size() == 3) n.bandwidth = parse_bandwidth(parts[2]);
   return n;
+}
+
+void check_nodes(const std::vector<NodeSpec>& nodes) {
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const NodeSpec& n = nodes[i];
+    for (size_t j = 0; j < i; ++j)
+      if (nodes[j].name == n.name)
+        throw InputError(fmt::format("nodes {} and {} are both named '{}'; give each machine its own name", j, i, n.name));
+    if (n.usable_bytes && *n.usable_bytes > n.memory_bytes)
+      throw InputError(fmt::format("node '{}': usable memory {} is more than its {} of RAM", n.name, gb(*n.usable_bytes),
+                                   gb(n.memory_bytes)));
+  }
 }
 
 Strategy parse_strategy(const std::string& text) {
@@ -144,7 +159,10 @@ Plan make_plan(const ModelConfig& c, const ModelCosts& costs, const std::vector<
   const int L = c.num_hidden_layers, N = static_cast<int>(nodes.size());
   if (N == 0) throw InputError("no nodes given (use --node NAME:MEMORY[:BANDWIDTH] or --hostfile)");
   if (N > L) throw InputError(fmt::format("{} nodes but the model has only {} layers (each node runs at least one)", N, L));
-  if (r.context < 1 || r.sequences < 1) throw InputError("context and sequences must be positive");
+  if (r.context < 1 || r.sequences < 1 || r.prefill_chunk < 1)
+    throw InputError(fmt::format("context ({}), sequences ({}) and prefill chunk ({}) must be at least 1", r.context,
+                                 r.sequences, r.prefill_chunk));
+  check_nodes(nodes);
   for (const auto& n : nodes)
     if (n.usable(r.usable_fraction) <= 0) throw InputError(fmt::format("node {} has no usable memory", n.name));
   if (r.strategy == Strategy::time)

@@ -33,6 +33,10 @@ double parse_bandwidth(const std::string& text);
 // "NAME:MEM[:BANDWIDTH]" -> NodeSpec; throws InputError naming the bad part.
 NodeSpec parse_node(const std::string& text);
 
+// Names are unique (plans and --usable refer to nodes by name) and no usable limit exceeds the node's
+// RAM; throws InputError naming the node. make_plan calls it.
+void check_nodes(const std::vector<NodeSpec>& nodes);
+
 enum class Strategy { memory, time };
 Strategy parse_strategy(const std::string& text);
 const char* to_string(Strategy s);

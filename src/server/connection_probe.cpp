@@ -11,9 +11,8 @@
 #include <unistd.h>
 
 namespace k2 {
-namespace {
 
-bool endpoint(int fd, bool peer, std::string& host, int& port) {
+bool socket_endpoint(int fd, bool peer, std::string& host, int& port) {
   sockaddr_storage addr{};
   socklen_t len = sizeof(addr);
   const int rc = peer ? getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len)
@@ -27,8 +26,6 @@ bool endpoint(int fd, bool peer, std::string& host, int& port) {
   return true;
 }
 
-}  // namespace
-
 ConnectionProbe::ConnectionProbe(std::string local_addr, int local_port, std::string remote_addr, int remote_port)
     : local_addr_(std::move(local_addr)), remote_addr_(std::move(remote_addr)), local_port_(local_port),
       remote_port_(remote_port) {}
@@ -36,8 +33,8 @@ ConnectionProbe::ConnectionProbe(std::string local_addr, int local_port, std::st
 bool ConnectionProbe::matches(int fd) const {
   std::string host;
   int port = 0;
-  if (!endpoint(fd, true, host, port) || host != remote_addr_ || port != remote_port_) return false;
-  return endpoint(fd, false, host, port) && port == local_port_ && (local_addr_.empty() || host == local_addr_);
+  if (!socket_endpoint(fd, true, host, port) || host != remote_addr_ || port != remote_port_) return false;
+  return socket_endpoint(fd, false, host, port) && port == local_port_ && (local_addr_.empty() || host == local_addr_);
 }
 
 bool ConnectionProbe::peer_closed() {

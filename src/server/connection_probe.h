@@ -6,6 +6,10 @@
 
 namespace k2 {
 
+// The numeric host and port of a socket's peer (peer = true) or of its own end, as cpp-httplib writes
+// them into Request::remote_addr / local_addr. False when the socket has no such address.
+bool socket_endpoint(int fd, bool peer, std::string& host, int& port);
+
 class ConnectionProbe {
  public:
   ConnectionProbe(std::string local_addr, int local_port, std::string remote_addr, int remote_port);

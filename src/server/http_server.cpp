@@ -15,6 +15,7 @@
 #include "server/api_error.h"
 #include "server/chat_page.h"
 #include "server/connection_probe.h"
+#include "server/http_connection.h"
 #include "server/openai_response.h"
 
 namespace k2 {
@@ -83,7 +84,14 @@ bool delta_has_text(const OutputDelta& d) { return !d.reasoning.empty() || !d.co
 }  // namespace
 
 HttpServer::HttpServer(CompletionService& service, HttpOptions options)
-    : service_(service), options_(std::move(options)), http_(std::make_unique<httplib::Server>()) {
+    : service_(service), options_(std::move(options)) {
+  // Requests whose framing is refused before httplib sees them (bad Content-Length or chunk size, a header
+  // line without a colon, a body over the limit) get the same JSON error body as every other error.
+  http_ = std::make_unique<FramedHttpServer>([log = options_.log_requests](int status, const std::string& message,
+                                                                          const std::string& remote) {
+    if (log) log_line(fmt::format("{} (framing) {} | {}", remote, status, message));
+    return dump(error_json(message, status >= 500 ? "server_error" : "invalid_request_error", "", ""));
+  });
   const size_t threads = static_cast<size_t>(std::max(2, options_.threads));
   http_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   http_->set_payload_max_length(options_.max_body_bytes);
@@ -118,6 +126,9 @@ int HttpServer::bind() {
 void HttpServer::serve() { http_->listen_after_bind(); }
 
 void HttpServer::stop() {
+  // Running generations end like a disconnected client's (cancelled), so that stopping waits for no
+  // completion however long; idle and half-sent connections end within 100 ms (http_connection.cpp).
+  stopping_ = true;
   if (http_ && http_->is_running()) http_->stop();
 }
 
@@ -212,7 +223,7 @@ void HttpServer::routes() {
           }
           if (Clock::now() - last_probe > std::chrono::milliseconds(200)) {
             last_probe = Clock::now();
-            if (probe->peer_closed()) {
+            if (stopping_ || probe->peer_closed()) {
               running->cancel();
               while (!running->poll(kPoll).done) {}
               if (log) log_generation(req, 499, false, running->usage(), "client disconnected", t0, first_byte);
@@ -282,7 +293,7 @@ void HttpServer::routes() {
               }
               if (ok && Clock::now() - last_probe > std::chrono::milliseconds(200)) {
                 last_probe = Clock::now();
-                ok = !probe->peer_closed();
+                ok = !stopping_ && !probe->peer_closed();
               }
             }
             // The client went away: stop generating and free the worker for the next request.

@@ -3,6 +3,7 @@
 // (http_server.cpp: send_error). Translates HTTP to CompletionService calls; never touches tensors.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -40,6 +41,7 @@ class HttpServer {
   HttpOptions options_;
   std::unique_ptr<httplib::Server> http_;
   int listen_fd_ = -1;  // the listening socket, once bound
+  std::atomic<bool> stopping_{false};
 };
 
 }  // namespace k2

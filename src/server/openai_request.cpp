@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
 #include <limits>
 
 #include "server/api_error.h"
@@ -56,11 +57,17 @@ std::optional<double> get_number(const ojson& body, const char* name, double lo,
 std::optional<long long> get_int(const ojson& body, const char* name, long long lo, long long hi) {
   const ojson* v = field(body, name);
   if (!v) return std::nullopt;
-  const bool integral_float = v->is_number_float() && v->get<double>() == static_cast<double>(static_cast<long long>(v->get<double>()));
+  // A float such as 3.0 counts as an integer; its range is checked before the cast (casting 1e300 to an
+  // integer is undefined behaviour).
+  const double d = v->is_number_float() ? v->get<double>() : 0.0;
+  const bool in_range = d >= static_cast<double>(lo) && d <= static_cast<double>(hi) && std::abs(d) < 9.2e18;
+  if (v->is_number_float() && std::floor(d) == d && !in_range)
+    bad(name, fmt::format("'{}' must be between {} and {}, got {}", name, lo, hi, v->dump()));
+  const bool integral_float = v->is_number_float() && std::floor(d) == d;
   if (!v->is_number_integer() && !v->is_number_unsigned() && !integral_float) wrong_type(name, "an integer", *v);
   if (v->is_number_unsigned() && v->get<unsigned long long>() > static_cast<unsigned long long>(hi))
     bad(name, fmt::format("'{}' must be at most {}, got {}", name, hi, v->dump()));
-  const long long x = integral_float ? static_cast<long long>(v->get<double>()) : v->get<long long>();
+  const long long x = integral_float ? static_cast<long long>(d) : v->get<long long>();
   if (x < lo || x > hi) bad(name, fmt::format("'{}' must be between {} and {}, got {}", name, lo, hi, x));
   return x;
 }
@@ -69,11 +76,24 @@ void refuse_unless(bool ok, const char* param, const std::string& what) {
   if (!ok) bad(param, fmt::format("'{}': {} is not supported by this server", param, what));
 }
 
+// Deeper nesting is refused while parsing, before a tree is built: copying, printing and rendering a JSON
+// value each recurse once per level, and a body nested 100,000 levels deep (a few hundred kilobytes)
+// would overflow a thread's stack. OpenAI tool schemas and message arrays need a few dozen levels.
+constexpr int kMaxBodyNesting = 64;
+
 ojson parse_body(const std::string& body) {
   ojson j;
+  auto limit_depth = [](int depth, nlohmann::json::parse_event_t event, ojson&) {
+    if ((event == nlohmann::json::parse_event_t::object_start || event == nlohmann::json::parse_event_t::array_start) &&
+        depth >= kMaxBodyNesting)
+      bad("", fmt::format("the request body is nested more than {} levels deep", kMaxBodyNesting));
+    return true;
+  };
   try {
-    j = ojson::parse(body);
+    j = ojson::parse(body, limit_depth);
   } catch (const nlohmann::json::parse_error& e) {
+    bad("", fmt::format("the request body is not valid JSON: {}", e.what()));
+  } catch (const nlohmann::json::exception& e) {  // e.g. out_of_range.406: a number such as 1e400 overflows a double
     bad("", fmt::format("the request body is not valid JSON: {}", e.what()));
   }
   if (!j.is_object()) bad("", fmt::format("the request body must be a JSON object, got {}", type_name(j)));
@@ -115,7 +135,7 @@ void parse_common(const ojson& j, ApiRequest& r) {
   }
   if (const ojson* lp = field(j, "logprobs")) {
     if (!lp->is_boolean() && !lp->is_number_integer()) wrong_type("logprobs", "a boolean", *lp);
-    refuse_unless(lp->is_boolean() ? !lp->get<bool>() : lp->get<int>() == 0, "logprobs", "logprobs");
+    refuse_unless(lp->is_boolean() ? !lp->get<bool>() : lp->get<long long>() == 0, "logprobs", "logprobs");
   }
   // max_completion_tokens replaces the deprecated max_tokens; either is accepted.
   std::optional<long long> mt = get_int(j, "max_tokens", 0, std::numeric_limits<int>::max());
@@ -304,7 +324,11 @@ ApiRequest parse_completion_request(const std::string& body) {
     std::vector<int> ids;
     for (const auto& v : *one) {
       if (!v.is_number_integer()) wrong_type("prompt", "a string, an array of token ids, or an array of one of those", v);
-      ids.push_back(v.get<int>());
+      // Checked as 64-bit values: get<int>() would truncate 2^40 to 0, a valid id.
+      const bool fits = v.is_number_unsigned() ? v.get<unsigned long long>() <= static_cast<unsigned long long>(std::numeric_limits<int>::max())
+                                               : v.get<long long>() >= 0 && v.get<long long>() <= std::numeric_limits<int>::max();
+      if (!fits) bad("prompt", fmt::format("'prompt' token id {} is outside the vocabulary", v.dump()));
+      ids.push_back(static_cast<int>(v.get<long long>()));
     }
     if (ids.empty()) bad("prompt", "'prompt' must not be empty");
     r.prompt_ids = std::move(ids);

@@ -28,22 +28,30 @@ std::optional<std::string> token_string(const nlohmann::ordered_json& v) {
 
 }  // namespace
 
-nlohmann::ordered_json deep_sort_keys(const nlohmann::ordered_json& j) {
+namespace {
+
+nlohmann::ordered_json deep_sort_keys_at(const nlohmann::ordered_json& j, int depth) {
+  if ((j.is_object() || j.is_array()) && depth >= jinja::kMaxJsonNesting)
+    throw InputError("tool declarations are nested more than " + std::to_string(jinja::kMaxJsonNesting) + " levels deep");
   if (j.is_object()) {
     std::vector<std::string> keys;
     for (const auto& [k, v] : j.items()) keys.push_back(k);
     std::sort(keys.begin(), keys.end());
     nlohmann::ordered_json out = nlohmann::ordered_json::object();
-    for (const std::string& k : keys) out[k] = deep_sort_keys(j.at(k));
+    for (const std::string& k : keys) out[k] = deep_sort_keys_at(j.at(k), depth + 1);
     return out;
   }
   if (j.is_array()) {
     nlohmann::ordered_json out = nlohmann::ordered_json::array();
-    for (const auto& v : j) out.push_back(deep_sort_keys(v));
+    for (const auto& v : j) out.push_back(deep_sort_keys_at(v, depth + 1));
     return out;
   }
   return j;
 }
+
+}  // namespace
+
+nlohmann::ordered_json deep_sort_keys(const nlohmann::ordered_json& j) { return deep_sort_keys_at(j, 0); }
 
 ChatTemplate::ChatTemplate(std::string source, nlohmann::ordered_json special_tokens, bool sort_tool_keys)
     : source_(std::move(source)), special_tokens_(std::move(special_tokens)), sort_tool_keys_(sort_tool_keys) {

@@ -277,7 +277,14 @@ std::string type_name(const Value& v) {
   return "?";
 }
 
-Value from_json(const nlohmann::ordered_json& j) {
+namespace {
+
+[[noreturn]] void too_deep() {
+  throw TemplateError("JSON passed to a chat template is nested more than " + std::to_string(kMaxJsonNesting) +
+                      " levels deep");
+}
+
+Value from_json_at(const nlohmann::ordered_json& j, int depth) {
   switch (j.type()) {
     case nlohmann::ordered_json::value_t::null:
       return Value::none();
@@ -292,18 +299,24 @@ Value from_json(const nlohmann::ordered_json& j) {
     case nlohmann::ordered_json::value_t::string:
       return Value::string(j.get<std::string>());
     case nlohmann::ordered_json::value_t::array: {
+      if (depth >= kMaxJsonNesting) too_deep();
       List l;
-      for (const auto& e : j) l.push_back(from_json(e));
+      for (const auto& e : j) l.push_back(from_json_at(e, depth + 1));
       return Value::make_list(std::move(l));
     }
     case nlohmann::ordered_json::value_t::object: {
+      if (depth >= kMaxJsonNesting) too_deep();
       Dict d;
-      for (const auto& [k, e] : j.items()) d.set(k, from_json(e));
+      for (const auto& [k, e] : j.items()) d.set(k, from_json_at(e, depth + 1));
       return Value::make_dict(std::move(d));
     }
     default:
       throw TemplateError("cannot pass a binary JSON value to a chat template");
   }
 }
+
+}  // namespace
+
+Value from_json(const nlohmann::ordered_json& j) { return from_json_at(j, 0); }
 
 }  // namespace k2::jinja

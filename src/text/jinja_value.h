@@ -83,6 +83,11 @@ bool equals(const Value& a, const Value& b);
 // Python type name, for error messages.
 std::string type_name(const Value& v);
 
+// Arrays and objects nested deeper than this are refused (TemplateError) by from_json: the conversion,
+// and rendering after it, recurse once per level, and a request body 100,000 levels deep would otherwise
+// overflow the stack. Real chat messages and tool schemas stay far below it.
+constexpr int kMaxJsonNesting = 256;
+
 Value from_json(const nlohmann::ordered_json& j);
 
 }  // namespace k2::jinja

@@ -211,6 +211,25 @@ TEST(Plan, RequestErrors) {
   }
   std::vector<k2::NodeSpec> many(62, k2::parse_node("x:10"));
   EXPECT_THROW(k2::make_plan(c, costs, many, {}), k2::InputError);
+  k2::PlanRequest zero_chunk;
+  zero_chunk.prefill_chunk = 0;  // would make the workspace estimate meaningless
+  EXPECT_THROW(k2::make_plan(c, costs, {k2::parse_node("m3:512")}, zero_chunk), k2::InputError);
+}
+
+TEST(Plan, NodesHaveUniqueNamesAndUsableWithinRam) {
+  auto message = [](const std::vector<k2::NodeSpec>& nodes) {
+    try {
+      k2::check_nodes(nodes);
+    } catch (const k2::InputError& e) {
+      return std::string(e.what());
+    }
+    return std::string("<accepted>");
+  };
+  EXPECT_EQ(message({k2::parse_node("m2:192GB"), k2::parse_node("m3:512GB")}), "<accepted>");
+  EXPECT_NE(message({k2::parse_node("m2:192GB"), k2::parse_node("m2:512GB")}).find("both named 'm2'"), std::string::npos);
+  k2::NodeSpec big = k2::parse_node("m2:192GB");
+  big.usable_bytes = 900e9;
+  EXPECT_NE(message({big}).find("usable memory 900.0 GB is more than its 192.0 GB"), std::string::npos) << message({big});
 }
 
 TEST(Plan, ParsesSizesNodesAndRanges) {
@@ -220,6 +239,13 @@ TEST(Plan, ParsesSizesNodesAndRanges) {
   EXPECT_DOUBLE_EQ(k2::parse_size("0.5TB"), 500e9);
   EXPECT_THROW(k2::parse_size("12XB"), k2::InputError);
   EXPECT_THROW(k2::parse_size("-3GB"), k2::InputError);
+  try {
+    k2::parse_size("-192GB");
+    ADD_FAILURE() << "accepted a negative size";
+  } catch (const k2::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("is negative"), std::string::npos) << e.what();  // not "unknown unit"
+  }
+  EXPECT_THROW(k2::parse_size("GB"), k2::InputError);
   const k2::NodeSpec n = k2::parse_node("m3:512GB:819");
   EXPECT_EQ(n.name, "m3");
   EXPECT_DOUBLE_EQ(n.memory_bytes, 512e9);

@@ -57,6 +57,11 @@ TEST(Hostfile, BadEntriesAreNamedByIndex) {
   expect_error(R"([["localhost:5000"]])", {"entry 0", "IPV4:PORT"});
   expect_error(R"([["127.0.0.1:5000", "127.0.0.1:5001"]])", {"entry 0", "one"});
   expect_error(R"([42])", {"entry 0"});
+  expect_error(R"([{"ssh": "a", "ips": ["10.0.0.1"], "name": "m2", "memory": 192},
+                  {"ssh": "b", "ips": ["10.0.0.2"], "name": "m2", "memory": 512}])", {"entries 0 and 1", "'m2'"});
+  expect_error(R"([{"ssh": "a", "ips": ["10.0.0.1"], "memory": "-192GB"}])", {"entry 0", "negative"});
+  // Two ranks on one machine without planning fields stay allowed.
+  EXPECT_EQ(k2::parse_hostfile_json(json::parse(R"([{"ssh": "localhost"}, {"ssh": "localhost"}])"), "h").size(), 2u);
 }
 
 TEST(Hostfile, LocalHosts) {

@@ -277,6 +277,15 @@ TEST_F(SafetensorsTest, BadJson) {
   expect_rejected(write_st("badjson.safetensors", R"({"w": {"dtype": "F32", )", {}), {"badjson.safetensors"});
 }
 
+TEST_F(SafetensorsTest, DeepNestingAndNumberOverflowAreCheckpointErrors) {
+  // Metadata values are printed with dump(), which recurses once per level: 200,000 levels would overflow the stack.
+  const std::string deep = R"({"__metadata__": {"x": )" + std::string(200000, '[') + std::string(200000, ']') + "}}";
+  expect_rejected(write_st("deep.safetensors", deep, {}), {"deep.safetensors", "nested more than"});
+  expect_rejected(write_st("overflow.safetensors", R"({"w": {"dtype": "F32", "shape": [1e400], "data_offsets": [0, 4]}})",
+                           Bytes(4)),
+                  {"overflow.safetensors", "not valid JSON"});
+}
+
 TEST_F(SafetensorsTest, NonObjectJson) {
   expect_rejected(write_st("array.safetensors", "[1, 2, 3]", {}), {"array.safetensors"});
   expect_rejected(write_st("string.safetensors", R"("hello")", {}), {"string.safetensors"});

@@ -80,5 +80,50 @@ TEST(ServerRequest, CompletionPrompts) {
   EXPECT_EQ(param_of(R"({"prompt": "x", "suffix": "y"})", false), "suffix");
 }
 
+// Item 1-3 of the hardening issue: one request must not take the server down or slip past a range check.
+std::string nested(int depth, const std::string& leaf = "1") {
+  std::string s;
+  for (int i = 0; i < depth; ++i) s += "{\"a\":";
+  s += leaf;
+  for (int i = 0; i < depth; ++i) s += "}";
+  return s;
+}
+
+TEST(ServerRequest, DeepNestingIsRefusedNotRecursedInto) {
+  const std::string tools_head = R"({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function",
+      "function": {"name": "f", "parameters": )";
+  // 100,000 levels: a recursive copy or dump of this tree overflows an 8 MB stack.
+  for (int depth : {70, 100000}) {
+    try {
+      parse_chat_request(tools_head + nested(depth) + "}}]}");
+      ADD_FAILURE() << "accepted " << depth << " levels";
+    } catch (const ApiError& e) {
+      EXPECT_EQ(e.status(), 400);
+      EXPECT_NE(std::string(e.what()).find("nested more than 64 levels"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(param_of(R"({"messages": [{"role": "assistant", "content": null, "tool_calls": [{"id": "c", "type": "function",
+      "function": {"name": "f", "arguments": )" + nested(50000) + "}}]}]}"), "<none>");
+  // Realistic schemas (a few dozen levels) still pass.
+  EXPECT_NO_THROW(parse_chat_request(tools_head + nested(40) + "}}]}"));
+}
+
+TEST(ServerRequest, NumberOverflowIsA400) {
+  EXPECT_EQ(param_of(R"({"messages": [{"role": "user", "content": "x"}], "temperature": 1e400})"), "<none>");
+  EXPECT_EQ(param_of(R"({"messages": [{"role": "user", "content": "x"}], "max_tokens": 1e300})"), "max_tokens");
+  EXPECT_EQ(param_of(R"({"messages": [{"role": "user", "content": "x"}], "seed": -1e300})"), "seed");
+  EXPECT_EQ(param_of(R"({"messages": [{"role": "user", "content": "x"}], "logprobs": 4294967296})"), "logprobs");
+  EXPECT_EQ(parse_chat_request(R"({"messages": [{"role": "user", "content": "x"}], "max_tokens": 3.0})").max_tokens, 3);
+}
+
+TEST(ServerRequest, TokenIdsAreRangeCheckedAs64Bit) {
+  // 2^40 truncated to 32 bits is 0, a valid id: it must be refused, not generated from.
+  EXPECT_EQ(param_of(R"({"prompt": [1099511627776]})", false), "prompt");
+  EXPECT_EQ(param_of(R"({"prompt": [18446744073709551615]})", false), "prompt");
+  EXPECT_EQ(param_of(R"({"prompt": [4294967297]})", false), "prompt");
+  EXPECT_EQ(param_of(R"({"prompt": [-1]})", false), "prompt");
+  EXPECT_EQ(*parse_completion_request(R"({"prompt": [2147483647]})").prompt_ids, (std::vector<int>{2147483647}));
+}
+
 }  // namespace
 }  // namespace k2

@@ -54,6 +54,17 @@ TEST(TextChatTemplate, DeepSortKeys) {
   EXPECT_EQ(k2::deep_sort_keys(j).dump(), R"([{"a":[{"y":1,"z":0}],"b":{"c":2,"d":1}}])");
 }
 
+TEST(TextChatTemplate, DeepJsonIsRefusedBeforeRecursion) {
+  // 100,000 levels would overflow the stack in from_json / deep_sort_keys; the limit is kMaxJsonNesting.
+  const auto deep = nlohmann::ordered_json::parse(std::string(100000, '[') + std::string(100000, ']'));  // iterative
+  EXPECT_THROW(k2::jinja::from_json(deep), k2::InputError);
+  EXPECT_THROW(k2::deep_sort_keys(deep), k2::InputError);
+  nlohmann::ordered_json ok = 1;
+  for (int i = 0; i < k2::jinja::kMaxJsonNesting; ++i) ok = nlohmann::ordered_json::array({std::move(ok)});
+  EXPECT_NO_THROW(k2::jinja::from_json(ok));
+  EXPECT_THROW(k2::jinja::from_json(nlohmann::ordered_json::array({ok})), k2::InputError);
+}
+
 TEST(TextToolCalls, KimiSectionAndThinking) {
   const auto p = k2::parse_model_output(
       "<think>plan</think>ok<|tool_calls_section_begin|><|tool_call_begin|>functions.get_weather:0"

@@ -114,3 +114,18 @@ def test_stage_count_mismatch_is_reported(k2, tiny):
                  "--ids", "1,2", "--stages", "0:4"], timeout=TIMEOUT)
     assert p.returncode == 2, p.stderr
     assert "1 stages are given but the job has 2 ranks" in p.stderr
+
+
+def test_mpi_backend_without_libmpi_names_what_is_missing(k2, tiny):
+    """MLX's MPI backend dlopen()s the unversioned libmpi.so; with only Open MPI's runtime installed the rank
+    must say so (it used to say "Cannot initialize MPI ... hostfile addresses are reachable")."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libmpi.so")
+        pytest.skip("libmpi.so is installed here, so the MPI backend can start")
+    except OSError:
+        pass
+    p = run(k2, ["pipeline", "--backend", "mpi", "--model", tiny["kimi"], "--ids", "1,2", "--max-tokens", 1], timeout=60)
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    assert "libmpi.so" in p.stderr and "libopenmpi-dev" in p.stderr, p.stderr

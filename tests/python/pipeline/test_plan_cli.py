@@ -50,3 +50,20 @@ def test_bad_node_spec_is_a_clear_error(k2):
     assert p.returncode == 2 and "m2=192" in p.stderr, p.stderr
     p = run(k2, ["plan", "--config", CONFIG, "--node", "m2:192", "--usable", "m9=100GB"], timeout=60)
     assert p.returncode == 2 and "m9" in p.stderr, p.stderr
+
+
+def test_out_of_range_values_name_the_flag(k2):
+    for flags, words in [
+        (["--context", "1000000000000"], "--context"),
+        (["--context", "1e20"], "--context"),
+        (["--sequences", "1e12"], "--sequences"),
+        (["--prefill-chunk", "0"], "--prefill-chunk"),
+        (["--context", "2.5"], "--context"),
+        (["--node", "m2:-192GB"], "negative"),
+        (["--node", "m2:192GB", "--node", "m2:512GB"], "both named 'm2'"),
+        (["--node", "m2:192GB", "--usable", "m2=900GB"], "--usable 'm2=900GB'"),
+    ]:
+        nodes = [] if "--node" in flags else ["--node", "m2:192GB:800", "--node", "m3:512GB:819"]
+        p = run(k2, ["plan", "--config", CONFIG, "--quant", "3:64", *nodes, *flags], timeout=60)
+        assert p.returncode == 2, (flags, p.returncode, p.stderr)
+        assert words in p.stderr, (flags, p.stderr)

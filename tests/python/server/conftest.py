@@ -109,6 +109,21 @@ def strict_server(k2mlx, tiny_model):
 
 
 @pytest.fixture
+def make_server(k2mlx, tiny_model):
+    """Starts extra servers (flags as arguments; on the tiny model unless `model` is given); each is stopped
+    after the test."""
+    made: list[Server] = []
+
+    def make(*args: str, name: str = "extra", model: Path | None = None) -> Server:
+        made.append(Server(model or tiny_model, *args, name=name))
+        return made[-1]
+
+    yield make
+    for s in made:
+        s.stop()
+
+
+@pytest.fixture
 def client(server):
     import openai  # pinned in scripts/requirements.txt
 
