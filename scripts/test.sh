@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: sets up and builds (scripts/setup.sh, idempotent), then the GoogleTest unit tests
 # (ctest), a clang + libc++ compile of every translation unit (scripts/check_clang.sh, bounded to 5 min),
-# and the Python parity / equivalence suite (pytest against mlx-lm on tiny checkpoints).
+# the SIMD kernels against the scalar reference kernel (scripts/check_neon.sh: NEON under qemu-aarch64, AVX2
+# natively), and the Python parity / equivalence suite (pytest against mlx-lm on tiny checkpoints).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$here/scripts/setup.sh"
@@ -9,6 +10,8 @@ echo "== unit tests (ctest) =="
 ctest --test-dir "$here/build" --output-on-failure -j 2
 echo "== clang + libc++ compile of every translation unit =="
 timeout 300 "$here/scripts/check_clang.sh" "$here/build"
+echo "== SIMD quantized-matmul kernels vs the scalar reference (NEON under qemu, AVX2) =="
+timeout 300 "$here/scripts/check_neon.sh" all
 echo "== parity and equivalence tests (pytest) =="
 cd "$here"
 "$here/.deps/venv/bin/python" -m pytest -q tests/python "$@"
