@@ -15,6 +15,9 @@
 #include "core/error.h"
 #include "engine/generate.h"
 #include "engine/sampler.h"
+#include "prefill_flags.h"
+#include "sampling_flags.h"
+#include "prompt_input.h"
 #include "text/tool_call_parser.h"
 #include "text_io.h"
 
@@ -44,9 +47,10 @@ size_t common_prefix(const std::vector<int>& a, const std::vector<int>& b) {
 
 struct ChatFlags {
   ModelFlags model;
-  std::string system;
+  std::string system, system_file, prompt_file;
+  bool print_prompt = false;
   int max_tokens = 1024;
-  int prefill_chunk = 512;
+  PrefillFlags prefill;
   SamplingParams sampling;
 };
 
@@ -57,17 +61,25 @@ Command add_chat(CLI::App& app) {
   f->sampling.temperature = 0.6f;  // Kimi-K2-Instruct's recommended temperature (model card §5)
   CLI::App* cmd = app.add_subcommand("chat", "Interactive chat in the terminal (/reset clears the history)");
   f->model.add_to(*cmd);
-  cmd->add_option("--system", f->system, "System message (default: the chat template's own)");
-  cmd->add_option("--max-tokens,-n", f->max_tokens, "Maximum tokens per answer")->capture_default_str();
-  cmd->add_option("--temp,--temperature", f->sampling.temperature, "Sampling temperature")->capture_default_str();
-  cmd->add_option("--top-p", f->sampling.top_p, "Nucleus sampling mass")->capture_default_str();
-  cmd->add_option("--top-k", f->sampling.top_k, "Keep the K most likely tokens (0 = off)")->capture_default_str();
-  cmd->add_option("--min-p", f->sampling.min_p, "Min-p filter (0 = off)")->capture_default_str();
-  cmd->add_option("--repetition-penalty", f->sampling.repetition_penalty, "Repetition penalty (1 = off)")
+  auto* sys = cmd->add_option("--system", f->system, "System message (default: the chat template's own)");
+  auto* sys_file = cmd->add_option("--system-file", f->system_file, "System message from a file ('-' = stdin)");
+  sys->excludes(sys_file);
+  sys_file->excludes(sys);
+  cmd->add_option("--prompt-file", f->prompt_file,
+                  "First user message from a file ('-' = stdin: answered, then the chat ends at the end of input)");
+  cmd->add_flag("--print-prompt", f->print_prompt, "Print each turn's rendered prompt (what the model is fed) to stderr");
+  cmd->add_option("--max-tokens,-n", f->max_tokens, "Maximum tokens per answer")
+      ->check(non_negative())
       ->capture_default_str();
-  cmd->add_option("--seed", f->sampling.seed, "Random seed")->capture_default_str();
+  add_sampling_flags(*cmd, f->sampling);
+  f->prefill.add_to(*cmd);
   return [f]() {
     f->sampling.validate();
+    if (f->system_file == "-" && f->prompt_file == "-")
+      throw InputError("--system-file and --prompt-file cannot both read stdin");
+    if (!f->system_file.empty()) f->system = read_input(f->system_file, "--system-file");
+    std::optional<std::string> first_message;
+    if (!f->prompt_file.empty()) first_message = read_input(f->prompt_file, "--prompt-file");
     TextModel text = TextModel::load(f->model.model_dir);
     if (!text.chat_template) throw InputError("chat needs a chat template in the model folder");
     Model model = load_model(f->model, f->model.load_options());
@@ -75,7 +87,7 @@ Command add_chat(CLI::App& app) {
     Sampler sampler(f->sampling);
     GenerateOptions opts;
     opts.max_tokens = f->max_tokens;
-    opts.prefill_chunk = f->prefill_chunk;
+    opts.prefill = f->prefill.chunking();
     opts.stop_tokens = text.stop_tokens(model.config().eos_token_ids);
 
     nlohmann::ordered_json history = nlohmann::ordered_json::array();
@@ -87,17 +99,27 @@ Command add_chat(CLI::App& app) {
                  f->model.model_dir);
     std::string line;
     while (true) {
-      fmt::print("> ");
-      std::fflush(stdout);
-      if (!std::getline(std::cin, line)) break;  // Ctrl-D / end of input
-      if (line.empty()) continue;
+      if (first_message) {
+        line = std::move(*first_message);
+        first_message.reset();
+      } else {
+        fmt::print("> ");
+        std::fflush(stdout);
+        if (!std::getline(std::cin, line)) break;  // Ctrl-D / end of input
+        if (line.empty()) continue;
+      }
       if (line == "/reset") {
         history.erase(history.begin() + (f->system.empty() ? 0 : 1), history.end());
         continue;
       }
       if (line == "/exit" || line == "/quit") break;
       history.push_back({{"role", "user"}, {"content", line}});
-      const std::vector<int> prompt = text.encode_chat(history);
+      const std::string rendered = text.render_chat(history);
+      if (f->print_prompt) {
+        std::fwrite(rendered.data(), 1, rendered.size(), stderr);
+        std::fputc('\n', stderr);
+      }
+      const std::vector<int> prompt = text.tokenizer->encode(rendered, /*allow_special=*/true);
       // Reuse the cache for the common prefix; at least one token must be fed to get logits.
       const size_t keep = std::min(common_prefix(cached, prompt), prompt.size() - 1);
       session.trim_to(static_cast<int>(keep));

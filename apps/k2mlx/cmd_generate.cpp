@@ -1,5 +1,5 @@
-// `k2mlx generate`: streams generated tokens for a prompt given as token ids, then prints prefill
-// and decode speed and peak memory.
+// `k2mlx generate`: streams generated tokens for a prompt (ids or text, from flags, files or stdin), then
+// prints prefill and decode speed and peak memory; --print-prompt shows the rendered prompt instead.
 #include <fstream>
 #include <memory>
 
@@ -12,6 +12,9 @@
 #include "engine/generate.h"
 #include "engine/sampler.h"
 #include "mlx/mlx.h"
+#include "prefill_flags.h"
+#include "sampling_flags.h"
+#include "prompt_input.h"
 #include "text_io.h"
 
 namespace k2::cli {
@@ -21,12 +24,10 @@ namespace {
 
 struct GenerateFlags {
   ModelFlags model;
-  std::string ids;
-  std::string prompt;
-  bool chat = false;
-  std::string system;
+  PromptFlags prompt;
+  bool print_prompt = false;
   int max_tokens = 128;
-  int prefill_chunk = 512;
+  PrefillFlags prefill;
   SamplingParams sampling;
   std::string ids_out;
   std::string stats_json;
@@ -39,54 +40,38 @@ Command add_generate(CLI::App& app) {
   auto f = std::make_shared<GenerateFlags>();
   CLI::App* cmd = app.add_subcommand("generate", "Generate a continuation and stream it");
   f->model.add_to(*cmd);
-  auto* ids = cmd->add_option("--ids", f->ids, "Prompt as comma-separated token ids");
-  auto* prompt = cmd->add_option("--prompt,-p", f->prompt,
-                                 "Prompt text, encoded with the model folder's tokenizer (special-token strings "
-                                 "such as <|im_end|> become control tokens); the output is streamed as text");
-  ids->excludes(prompt);
-  cmd->add_flag("--chat", f->chat,
-                "Wrap --prompt as a user turn in the model's chat template (with the generation prompt)");
-  cmd->add_option("--system", f->system, "System message for --chat (default: the template's own)");
-  cmd->add_option("--max-tokens,-n", f->max_tokens, "Maximum number of tokens to generate")->capture_default_str();
-  cmd->add_option("--temp,--temperature", f->sampling.temperature, "Sampling temperature (0 = greedy)")
+  f->prompt.add_to(*cmd, "");
+  cmd->add_flag("--print-prompt", f->print_prompt,
+                "Print the text the model is fed (the prompt, or with --chat the rendered template) and exit "
+                "without loading the model");
+  cmd->add_option("--max-tokens,-n", f->max_tokens, "Maximum number of tokens to generate")
+      ->check(non_negative())
       ->capture_default_str();
-  cmd->add_option("--top-k", f->sampling.top_k, "Keep the K most likely tokens (0 = off)")->capture_default_str();
-  cmd->add_option("--top-p", f->sampling.top_p, "Nucleus sampling: keep the smallest set with this mass (1 = off)")
-      ->capture_default_str();
-  cmd->add_option("--min-p", f->sampling.min_p, "Drop tokens below MIN_P times the top probability (0 = off)")
-      ->capture_default_str();
-  cmd->add_option("--repetition-penalty", f->sampling.repetition_penalty,
-                  "Divide positive / multiply negative logits of recent tokens by this (1 = off)")
-      ->capture_default_str();
-  cmd->add_option("--repetition-context", f->sampling.repetition_context,
-                  "How many recent tokens the repetition penalty considers")
-      ->capture_default_str();
-  cmd->add_option("--seed", f->sampling.seed, "Random seed for sampling")->capture_default_str();
-  cmd->add_option("--prefill-chunk", f->prefill_chunk, "Prefill long prompts this many tokens at a time")
-      ->capture_default_str();
+  add_sampling_flags(*cmd, f->sampling);
+  f->prefill.add_to(*cmd);
   cmd->add_option("--ids-out", f->ids_out, "Also write the generated ids as a JSON array to this file");
   cmd->add_option("--stats-json", f->stats_json,
                   "Write the run's statistics (token counts, tok/s, peak memory) as JSON to this file");
   cmd->add_flag("--ignore-eos", f->ignore_eos, "Do not stop at the model's end-of-sequence tokens");
   return [f]() {
-    if (f->ids.empty() && f->prompt.empty()) throw InputError("generate needs --ids or --prompt");
-    if (f->chat && f->prompt.empty()) throw InputError("--chat needs --prompt");
+    f->prompt.check("generate");
     f->sampling.validate();
     // Text mode: a tokenizer turns the prompt into ids and the generated ids back into text.
     std::optional<TextModel> text;
-    std::vector<int> prompt_ids;
-    if (!f->prompt.empty()) {
-      text = TextModel::load(f->model.model_dir);
-      prompt_ids = text->encode_prompt(f->prompt, f->chat, f->system);
-    } else {
-      prompt_ids = parse_ids(f->ids);
+    if (f->prompt.has_text()) text = TextModel::load(f->model.model_dir);
+    if (f->print_prompt) {
+      if (!text) throw InputError("--print-prompt needs --prompt or --prompt-file");
+      const std::string rendered = f->prompt.rendered(*text);
+      std::fwrite(rendered.data(), 1, rendered.size(), stdout);
+      return 0;
     }
+    const std::vector<int> prompt_ids = f->prompt.token_ids(text);
     Model model = load_model(f->model, f->model.load_options());
     Session session(model);
     Sampler sampler(f->sampling);
     GenerateOptions opts;
     opts.max_tokens = f->max_tokens;
-    opts.prefill_chunk = f->prefill_chunk;
+    opts.prefill = f->prefill.chunking();
     if (!f->ignore_eos)
       opts.stop_tokens = text ? text->stop_tokens(model.config().eos_token_ids) : model.config().eos_token_ids;
     TokenOutput output(text ? text->tokenizer.get() : nullptr);

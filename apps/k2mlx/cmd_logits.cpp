@@ -11,6 +11,8 @@
 #include "engine/session.h"
 #include "io/npy.h"
 #include "mlx/mlx.h"
+#include "prefill_flags.h"
+#include "prompt_input.h"
 
 namespace k2::cli {
 namespace mx = mlx::core;
@@ -19,10 +21,10 @@ namespace {
 
 struct LogitsFlags {
   ModelFlags model;
-  std::string ids;
+  std::string ids, ids_file;
   std::string out;
   bool all_positions = false;
-  int prefill_chunk = 0;
+  PrefillFlags prefill;
   bool decode_steps = false;
   int split_at = -1;
 };
@@ -53,9 +55,9 @@ mx::array split_logits(const LogitsFlags& f, const std::vector<int>& ids) {
 mx::array session_logits(const LogitsFlags& f, const std::vector<int>& ids) {
   Model model = load_model(f.model, f.model.load_options());
   Session session(model);
-  if (!f.decode_steps) return session.prefill(ids, f.prefill_chunk, f.all_positions);
+  if (!f.decode_steps) return session.prefill(ids, f.prefill.chunking(), f.all_positions);
   std::vector<mx::array> rows;
-  rows.push_back(session.prefill({ids.front()}, 0));
+  rows.push_back(session.prefill({ids.front()}));
   for (size_t i = 1; i < ids.size(); ++i) {
     mx::eval(rows.back());
     rows.push_back(session.decode_step(ids[i]));
@@ -69,18 +71,22 @@ Command add_logits(CLI::App& app) {
   auto f = std::make_shared<LogitsFlags>();
   CLI::App* cmd = app.add_subcommand("logits", "Write next-token logits for given token ids to a float32 .npy file");
   f->model.add_to(*cmd);
-  cmd->add_option("--ids", f->ids, "Comma-separated token ids, e.g. 1,2,3")->required();
+  auto* ids = cmd->add_option("--ids", f->ids, "Token ids, e.g. 1,2,3");
+  auto* ids_file = cmd->add_option("--ids-file", f->ids_file,
+                                   "Token ids from a file ('-' = stdin): comma- or whitespace-separated, or a JSON array");
+  ids->excludes(ids_file);
+  ids_file->excludes(ids);
   cmd->add_option("--out,-o", f->out, "Output .npy path: shape [vocab], or [n_ids, vocab] with --all-positions")
       ->required();
   cmd->add_flag("--all-positions", f->all_positions, "Write the logits of every position, not just the last");
-  cmd->add_option("--prefill-chunk", f->prefill_chunk, "Prefill this many tokens at a time (0 = all at once)")
-      ->capture_default_str();
+  f->prefill.add_to(*cmd);
   cmd->add_flag("--decode-steps", f->decode_steps, "Feed the ids one at a time through the KV cache (decode path)");
   cmd->add_option("--split-at", f->split_at,
                   "Load layers [0,K) and [K,n) as two separately loaded stages and run them in turn");
   return [f]() {
-    const std::vector<int> ids = parse_ids(f->ids);
-    if (f->split_at >= 0 && (f->decode_steps || f->prefill_chunk > 0))
+    if (f->ids.empty() && f->ids_file.empty()) throw InputError("logits needs --ids or --ids-file");
+    const std::vector<int> ids = ids_from(f->ids, f->ids_file);
+    if (f->split_at >= 0 && (f->decode_steps || f->prefill.chunk > 0))
       throw InputError("--split-at cannot be combined with --decode-steps or --prefill-chunk");
     mx::array logits = f->split_at >= 0 ? split_logits(*f, ids) : session_logits(*f, ids);
     save_npy_float32(f->out, logits);
@@ -88,6 +94,12 @@ Command add_logits(CLI::App& app) {
       mx::array last = f->all_positions ? mx::slice(logits, {logits.shape(0) - 1, 0}, logits.shape()) : logits;
       fmt::print(stderr, "wrote {} ({} values), argmax of last position = {}\n", f->out, logits.size(),
                  mx::argmax(last).item<uint32_t>());
+      if (f->split_at < 0 && !f->decode_steps) {
+        const ModelConfig config = load_model_config(f->model.model_dir);
+        const int n = static_cast<int>(ids.size());
+        fmt::print(stderr, "prefill: {} tokens in chunks of {}\n", n,
+                   prefill_chunk_size(config, f->model.load_options().dtype, n, f->prefill.chunking()));
+      }
     }
     return 0;
   };

@@ -16,6 +16,9 @@
 #include "model/footprint.h"
 #include "pipeline/launcher.h"
 #include "pipeline/stage_runner.h"
+#include "prefill_flags.h"
+#include "sampling_flags.h"
+#include "prompt_input.h"
 #include "rank_setup.h"
 #include "text_io.h"
 
@@ -27,9 +30,11 @@ namespace {
 struct PipelineFlags {
   ModelFlags model;
   StageFlags stage;
-  std::string ids, prompt, system, ids_out, logits_out, stats_out;
-  bool chat = false, all_positions = false, no_overlap = false, ignore_eos = false;
-  int max_tokens = 32, prefill_chunk = 512;
+  PromptFlags prompt;
+  std::string ids_out, logits_out, stats_out;
+  bool all_positions = false, no_overlap = false, ignore_eos = false;
+  int max_tokens = 32;
+  PrefillFlags prefill;
   SamplingParams sampling;
 };
 
@@ -42,21 +47,11 @@ Command add_pipeline(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "pipeline", "Run one rank of a layer-split job (start all ranks with `k2mlx launch`, mpirun or MLX_RANK/MLX_HOSTFILE)");
   f->model.add_to(*cmd);
-  auto* ids = cmd->add_option("--ids", f->ids, "Prompt as comma-separated token ids (the same on every rank)");
-  auto* prompt = cmd->add_option("--prompt,-p", f->prompt,
-                                 "Prompt text, encoded with the model folder's tokenizer on every rank; rank 0 "
-                                 "prints the output as text");
-  ids->excludes(prompt);
-  cmd->add_flag("--chat", f->chat, "Wrap --prompt as a user turn in the model's chat template");
-  cmd->add_option("--system", f->system, "System message for --chat (default: the template's own)");
-  cmd->add_option("--max-tokens,-n", f->max_tokens, "Maximum number of tokens to generate")->capture_default_str();
-  cmd->add_option("--temp,--temperature", f->sampling.temperature, "Sampling temperature (0 = greedy)")->capture_default_str();
-  cmd->add_option("--top-k", f->sampling.top_k, "Keep the K most likely tokens (0 = off)");
-  cmd->add_option("--top-p", f->sampling.top_p, "Nucleus sampling mass (1 = off)");
-  cmd->add_option("--min-p", f->sampling.min_p, "Min-p filter (0 = off)");
-  cmd->add_option("--repetition-penalty", f->sampling.repetition_penalty, "Repetition penalty (1 = off)");
-  cmd->add_option("--repetition-context", f->sampling.repetition_context, "Tokens the penalty looks back over");
-  cmd->add_option("--seed", f->sampling.seed, "Sampling seed (the last rank samples)")->capture_default_str();
+  f->prompt.add_to(*cmd, " (read by every rank; rank 0 prints the output)");
+  cmd->add_option("--max-tokens,-n", f->max_tokens, "Maximum number of tokens to generate")
+      ->check(non_negative())
+      ->capture_default_str();
+  add_sampling_flags(*cmd, f->sampling);
   cmd->add_flag("--ignore-eos", f->ignore_eos, "Do not stop at the model's end-of-sequence tokens");
   cmd->add_option("--ids-out", f->ids_out,
                   "Write the generated ids as JSON; '{rank}' in the path is replaced (without it only rank 0 writes)");
@@ -64,8 +59,7 @@ Command add_pipeline(CLI::App& app) {
                   "Compute logits instead of generating; the last rank writes them as float32 .npy");
   cmd->add_flag("--all-positions", f->all_positions, "With --logits-out: every position, not just the last");
   f->stage.add_to(*cmd);
-  cmd->add_option("--prefill-chunk", f->prefill_chunk, "Prompt tokens per prefill chunk (chunks flow through the stages back to back)")
-      ->capture_default_str();
+  f->prefill.add_to(*cmd);  // chunks flow through the stages back to back
   cmd->add_flag("--no-overlap", f->no_overlap, "Wait for the last stage after each prefill chunk (baseline for the bench)");
   cmd->add_option("--stats-out", f->stats_out, "Write this rank's statistics as JSON ('{rank}' is replaced)");
   return [f]() {
@@ -81,16 +75,10 @@ Command add_pipeline(CLI::App& app) {
 int run_rank(PipelineFlags& flags) {
   auto* f = &flags;
   {
-    if (f->ids.empty() && f->prompt.empty()) throw InputError("pipeline needs --ids or --prompt");
-    if (f->chat && f->prompt.empty()) throw InputError("--chat needs --prompt");
+    f->prompt.check("pipeline");
     std::optional<TextModel> text;
-    std::vector<int> ids;
-    if (!f->prompt.empty()) {
-      text = TextModel::load(f->model.model_dir);
-      ids = text->encode_prompt(f->prompt, f->chat, f->system);
-    } else {
-      ids = parse_ids(f->ids);
-    }
+    if (f->prompt.has_text()) text = TextModel::load(f->model.model_dir);
+    const std::vector<int> ids = f->prompt.token_ids(text);
     f->sampling.validate();
     install_crash_handler();
     mx::distributed::Group group = join_group(f->stage);
@@ -109,7 +97,7 @@ int run_rank(PipelineFlags& flags) {
     const size_t loaded_active = mx::get_active_memory() - active_before;
 
     PipelineOptions po;
-    po.prefill_chunk = f->prefill_chunk;
+    po.prefill = f->prefill.chunking();
     po.overlap = !f->no_overlap;
     StageRunner runner(stage, group, po);
     set_crash_link(&runner.link());

@@ -19,6 +19,7 @@
 #include "mlx/mlx.h"
 #include "pipeline/launcher.h"
 #include "pipeline/pipeline_generator.h"
+#include "prefill_flags.h"
 #include "rank_setup.h"
 #include "server/completion_service.h"
 #include "server/http_server.h"
@@ -38,7 +39,7 @@ struct ServeFlags {
   size_t queue = 16;
   double prompt_cache_mib = 2048;
   int prompt_cache_entries = 8;
-  int prefill_chunk = 512;
+  PrefillFlags prefill;
 };
 
 // A pipeline that lost a rank: the generation worker reports it, the HTTP server is stopped and the
@@ -106,7 +107,7 @@ void serve_http(ServeFlags& f, const TextModel& text, const ModelConfig& config,
 WorkerOptions worker_options(const ServeFlags& f) {
   WorkerOptions wo;
   wo.max_queue = f.queue;
-  wo.prefill_chunk = f.prefill_chunk;
+  wo.prefill = f.prefill.chunking();
   wo.prompt_cache.max_bytes = static_cast<size_t>(f.prompt_cache_mib * 1024 * 1024);
   wo.prompt_cache.max_entries = f.prompt_cache_entries;
   return wo;
@@ -152,7 +153,7 @@ std::optional<int> serve_pipeline(ServeFlags& f, sigset_t signals) {
   } else {
     LostPipeline lost;
     PipelineServeOptions po;
-    po.prefill_chunk = f.prefill_chunk;
+    po.prefill = f.prefill.chunking();
     po.reuse_prompts = f.prompt_cache_mib > 0 && f.prompt_cache_entries > 0;
     auto runner = std::make_unique<PipelineJobRunner>(
         link, po, [&](const std::exception& e) { lost.report(peer_lost(e, link).what()); });
@@ -190,8 +191,7 @@ Command add_serve(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--prompt-cache-entries", f->prompt_cache_entries, "How many earlier prompts to keep at most")
       ->capture_default_str();
-  cmd->add_option("--prefill-chunk", f->prefill_chunk, "Prefill long prompts this many tokens at a time")
-      ->capture_default_str();
+  f->prefill.add_to(*cmd);
   cmd->add_option("--http-threads", f->http.threads, "HTTP worker threads (each open request holds one)")
       ->capture_default_str();
   cmd->add_flag("!--no-log-requests", f->http.log_requests, "Do not log one line per request");

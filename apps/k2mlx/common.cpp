@@ -1,4 +1,4 @@
-// Shared CLI plumbing: flag definitions, parsing of id lists and ranges, and the progress bar.
+// Shared CLI plumbing: flag definitions, parsing of layer ranges, and the progress bar.
 #include "common.h"
 
 #include <chrono>
@@ -63,31 +63,6 @@ LoadOptions ModelFlags::load_options() const {
     o.fp8_requantize = q;
   }
   return o;
-}
-
-std::vector<int> parse_ids(const std::string& text) {
-  std::vector<int> ids;
-  size_t pos = 0;
-  while (pos <= text.size()) {
-    size_t end = text.find(',', pos);
-    if (end == std::string::npos) end = text.size();
-    std::string item = text.substr(pos, end - pos);
-    while (!item.empty() && item.front() == ' ') item.erase(item.begin());
-    while (!item.empty() && item.back() == ' ') item.pop_back();
-    if (item.empty()) throw InputError(fmt::format("--ids '{}': empty element", text));
-    size_t used = 0;
-    long v = 0;
-    try {
-      v = std::stol(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != item.size() || v < 0 || v > 2'000'000'000)
-      throw InputError(fmt::format("--ids: '{}' is not a non-negative token id", item));
-    ids.push_back(static_cast<int>(v));
-    pos = end + 1;
-  }
-  return ids;
 }
 
 std::pair<int, int> parse_range(const std::string& text, int n) {

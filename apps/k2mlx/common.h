@@ -1,5 +1,5 @@
 // Flags and helpers shared by the k2mlx subcommands: model-loading options (dtype, FP8 handling,
-// layer range), token-id lists, the loading progress bar and byte formatting.
+// layer range), the loading progress bar and byte formatting.
 #pragma once
 
 #include <optional>
@@ -24,8 +24,6 @@ struct ModelFlags {
   LoadOptions load_options() const;  // throws InputError for bad values
 };
 
-// "1,2,3" -> {1,2,3}; throws InputError naming the bad element.
-std::vector<int> parse_ids(const std::string& text);
 // "a:b" -> {a, b}; either side may be empty (defaults 0 and n).
 std::pair<int, int> parse_range(const std::string& text, int n);
 std::string format_bytes(double bytes);

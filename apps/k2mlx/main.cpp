@@ -23,10 +23,29 @@ int main(int argc, char** argv) {
   reg(k2::cli::add_tokenize(app));
   reg(k2::cli::add_detokenize(app));
   reg(k2::cli::add_serve(app));
+  // Every command-line mistake (unknown flag, bad number, value out of range, missing option) is bad
+  // input: exit 2 with CLI11's message, which names the flag. --help and --version exit 0.
+  app.failure_message([](const CLI::App* top, const CLI::Error& e) {
+    std::string name;  // the subcommand being parsed, for the --help hint
+    for (const CLI::App* sub : top->get_subcommands()) name = " " + sub->get_name();
+    return fmt::format("error: {}\nRun `k2mlx{} --help` for more information.\n", e.what(), name);
+  });
+  // CLI11 would report an unknown command as "A subcommand is required".
+  std::string names;
+  bool known = argc < 2 || argv[1][0] == '-';
+  for (const auto& [sub, run] : commands) {
+    names += (names.empty() ? "" : ", ") + sub->get_name();
+    known = known || sub->check_name(argv[1]);
+  }
+  if (!known) {
+    fmt::print(stderr, "error: unknown command '{}' (commands: {})\nRun `k2mlx --help` for more information.\n",
+               argv[1], names);
+    return 2;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    return app.exit(e) == 0 ? 0 : 2;
   }
   try {
     for (auto& [sub, run] : commands)

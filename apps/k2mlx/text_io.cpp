@@ -45,21 +45,29 @@ std::string TextModel::decode_known(const std::vector<int>& ids, bool skip_speci
   return tokenizer->decode(known, skip_special);
 }
 
-std::vector<int> TextModel::encode_chat(const nlohmann::ordered_json& messages, bool add_generation_prompt) const {
+std::string TextModel::render_chat(const nlohmann::ordered_json& messages, bool add_generation_prompt) const {
   if (!chat_template)
     throw InputError("the model folder has no chat template (chat_template in tokenizer_config.json or "
                      "chat_template.jinja)");
   ChatRenderOptions o;
   o.add_generation_prompt = add_generation_prompt;
-  return tokenizer->encode(chat_template->render(messages, o), /*allow_special=*/true);
+  return chat_template->render(messages, o);
 }
 
-std::vector<int> TextModel::encode_prompt(const std::string& prompt, bool chat, const std::string& system) const {
-  if (!chat) return tokenizer->encode(prompt, /*allow_special=*/true);
+std::vector<int> TextModel::encode_chat(const nlohmann::ordered_json& messages, bool add_generation_prompt) const {
+  return tokenizer->encode(render_chat(messages, add_generation_prompt), /*allow_special=*/true);
+}
+
+std::string TextModel::render_prompt(const std::string& prompt, bool chat, const std::string& system) const {
+  if (!chat) return prompt;
   nlohmann::ordered_json messages = nlohmann::ordered_json::array();
   if (!system.empty()) messages.push_back({{"role", "system"}, {"content", system}});
   messages.push_back({{"role", "user"}, {"content", prompt}});
-  return encode_chat(messages);
+  return render_chat(messages);
+}
+
+std::vector<int> TextModel::encode_prompt(const std::string& prompt, bool chat, const std::string& system) const {
+  return tokenizer->encode(render_prompt(prompt, chat, system), /*allow_special=*/true);
 }
 
 void TextPrinter::operator()(int id) {

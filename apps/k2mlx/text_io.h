@@ -29,12 +29,15 @@ struct TextModel {
   // A prompt as ids: the text itself, or (chat) a user turn after an optional system message, rendered
   // with the model's chat template including the generation prompt.
   std::vector<int> encode_prompt(const std::string& prompt, bool chat, const std::string& system) const;
+  // The text encode_prompt tokenizes (what the model is fed, for --print-prompt).
+  std::string render_prompt(const std::string& prompt, bool chat, const std::string& system) const;
 
   // Decodes ids, leaving out ids the tokenizer does not know (embedding rows beyond its vocabulary).
   std::string decode_known(const std::vector<int>& ids, bool skip_special = false) const;
 
   // Renders a conversation with the model's template (throws InputError when there is none).
   std::vector<int> encode_chat(const nlohmann::ordered_json& messages, bool add_generation_prompt = true) const;
+  std::string render_chat(const nlohmann::ordered_json& messages, bool add_generation_prompt = true) const;
 };
 
 // Streams token text to stdout as complete UTF-8.

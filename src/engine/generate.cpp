@@ -49,7 +49,7 @@ GenerationStats generate(Session& session, const std::vector<int>& prompt, Sampl
     return mx::array(v.data(), mx::Shape{static_cast<int>(v.size())}, mx::int32);
   };
 
-  mx::array token = sampler.sample(session.prefill(prompt, options.prefill_chunk), recent_array());
+  mx::array token = sampler.sample(session.prefill(prompt, options.prefill), recent_array());
   mx::async_eval(token);
   std::chrono::steady_clock::time_point first_token_time;
   for (int n = 0; n < options.max_tokens; ++n) {

@@ -13,7 +13,7 @@ namespace k2 {
 
 struct GenerateOptions {
   int max_tokens = 256;
-  int prefill_chunk = 512;
+  PrefillChunking prefill;  // how the prompt is cut into chunks (default: sized to memory)
   std::vector<int> stop_tokens;  // generation ends when one is sampled (it is not emitted)
   // Ids the session already holds before `prompt` (a reused prefix): they seed the repetition-penalty
   // window together with the prompt, as if the whole sequence had been passed.

@@ -26,36 +26,43 @@ mx::array Session::forward(const mx::array& ids) {
   return model_.head(model_.run_layers(model_.embed(ids), cache_));
 }
 
-mx::array Session::prefill(const std::vector<int>& ids, int chunk, bool all_positions) {
+mx::array Session::prefill(const std::vector<int>& ids, const PrefillChunking& chunking, bool all_positions) {
   if (ids.empty()) throw InputError("prefill needs at least one token");
   check_capacity(ids.size());
   const int vocab = model_.config().vocab_size;
   for (int id : ids)
     if (id < 0 || id >= vocab) throw InputError(fmt::format("token id {} is outside the vocabulary [0, {})", id, vocab));
   const int n = static_cast<int>(ids.size());
-  const int step = chunk <= 0 ? n : chunk;
+  const int step = prefill_chunk_size(model_.config(), model_.dtype(), length() + n, chunking);
+  check_prefill_memory(model_.config(), model_.dtype(), model_.last_layer() - model_.first_layer(), length(), n,
+                       step);
+  const std::string what = fmt::format("prefill of {} tokens in chunks of {}", n, step);
   if (all_positions) {
     std::vector<mx::array> all;
-    for (int start = 0; start < n; start += step) {
-      const int len = std::min(step, n - start);
-      mx::array chunk_ids(ids.data() + start, mx::Shape{1, len}, mx::int32);
-      all.push_back(mx::reshape(forward(chunk_ids), {len, vocab}));  // [len, vocab]
-      mx::eval(all.back());
-      mx::clear_cache();
-    }
+    with_memory_errors(what, [&] {
+      for (int start = 0; start < n; start += step) {
+        const int len = std::min(step, n - start);
+        mx::array chunk_ids(ids.data() + start, mx::Shape{1, len}, mx::int32);
+        all.push_back(mx::reshape(forward(chunk_ids), {len, vocab}));  // [len, vocab]
+        mx::eval(all.back());
+        mx::clear_cache();
+      }
+    });
     return all.size() == 1 ? all.front() : mx::concatenate(all, 0);
   }
   // All but the last token only fill the cache: evaluating just the cache lets MLX skip what no cache
   // entry depends on (the last layer's attention output and feed-forward for those positions, and the
   // lm_head). The last token then runs as a decode step, which yields the logits (as mlx-lm's
   // generate_step does).
-  for (int start = 0; start < n - 1; start += step) {
-    const int len = std::min(step, n - 1 - start);
-    mx::array chunk_ids(ids.data() + start, mx::Shape{1, len}, mx::int32);
-    model_.run_layers(model_.embed(chunk_ids), cache_);
-    mx::eval(cache_.state());
-    mx::clear_cache();
-  }
+  with_memory_errors(what, [&] {
+    for (int start = 0; start < n - 1; start += step) {
+      const int len = std::min(step, n - 1 - start);
+      mx::array chunk_ids(ids.data() + start, mx::Shape{1, len}, mx::int32);
+      model_.run_layers(model_.embed(chunk_ids), cache_);
+      mx::eval(cache_.state());
+      mx::clear_cache();
+    }
+  });
   return decode_step(ids.back());
 }
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "mlx/array.h"
+#include "engine/prefill_chunk.h"
 #include "model/model.h"
 
 namespace k2 {
@@ -15,11 +16,12 @@ class Session {
  public:
   explicit Session(const Model& model);
 
-  // Runs `ids` through the model `chunk` tokens at a time (0 = all at once), appending to the cache.
+  // Runs `ids` through the model in chunks (sized by prefill_chunk_size), appending to the cache.
   // Returns logits [vocab] for the last position (lazy; the last token runs as a decode step), or
   // [n, vocab] for every new position when all_positions is set. Evaluates the cache after each
-  // chunk to bound memory.
-  mlx::core::array prefill(const std::vector<int>& ids, int chunk = 512, bool all_positions = false);
+  // chunk to bound memory. Throws InputError when the prefill cannot fit in memory.
+  mlx::core::array prefill(const std::vector<int>& ids, const PrefillChunking& chunking = {},
+                           bool all_positions = false);
 
   // One token (possibly still being computed: a lazy scalar) -> logits [vocab] (lazy).
   mlx::core::array decode_step(const mlx::core::array& token);

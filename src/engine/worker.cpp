@@ -25,7 +25,7 @@ int prefill_tail(const SamplingParams& sampling, int prompt_tokens, int reused) 
 }
 
 GenerationWorker::GenerationWorker(const Model& model, WorkerOptions options)
-    : GenerationWorker(std::make_unique<LocalJobRunner>(model, options.prefill_chunk, options.prompt_cache), options) {}
+    : GenerationWorker(std::make_unique<LocalJobRunner>(model, options.prefill, options.prompt_cache), options) {}
 
 GenerationWorker::GenerationWorker(std::unique_ptr<JobRunner> runner, WorkerOptions options)
     : runner_(std::move(runner)), options_(options) {
@@ -104,8 +104,8 @@ void GenerationWorker::loop() {
   runner_->finish();
 }
 
-LocalJobRunner::LocalJobRunner(const Model& model, int prefill_chunk, PromptCacheOptions prompt_cache)
-    : prefill_chunk_(prefill_chunk), cache_(model, prompt_cache) {}
+LocalJobRunner::LocalJobRunner(const Model& model, PrefillChunking prefill, PromptCacheOptions prompt_cache)
+    : model_(model), prefill_(prefill), cache_(model, prompt_cache) {}
 
 void LocalJobRunner::run(GenerationJob& job, const JobHandle& handle, JobResult& result) {
   const auto start = std::chrono::steady_clock::now();
@@ -118,13 +118,14 @@ void LocalJobRunner::run(GenerationJob& job, const JobHandle& handle, JobResult&
   // chunks; generate() then prefills the tail, its repetition-penalty window seeded from the whole prompt.
   const int n = static_cast<int>(prompt.size());
   const int tail = prefill_tail(job.sampling, n, lease.reused);
-  const int chunk = prefill_chunk_ > 0 ? prefill_chunk_ : n;
-  for (int pos = lease.reused; pos < n - tail; pos += chunk) {
+  // One chunk size for the whole prompt (from its full length), as PipelineJobRunner cuts it.
+  const PrefillChunking chunk{prefill_chunk_size(model_.config(), model_.dtype(), n, prefill_), 0};
+  for (int pos = lease.reused; pos < n - tail; pos += chunk.chunk) {
     if (handle.cancelled()) {
       result.finish_reason = "cancelled";
       return;  // the session is dropped: its cache holds a partial prompt nobody asked to keep
     }
-    const int end = std::min(pos + chunk, n - tail);
+    const int end = std::min(pos + chunk.chunk, n - tail);
     std::vector<int> part(prompt.begin() + pos, prompt.begin() + end);
     session.prefill(part, chunk);
     mx::eval(session.cache().state());
@@ -133,7 +134,7 @@ void LocalJobRunner::run(GenerationJob& job, const JobHandle& handle, JobResult&
   Sampler sampler(job.sampling);
   GenerateOptions options;
   options.max_tokens = job.max_tokens;
-  options.prefill_chunk = chunk;
+  options.prefill = chunk;
   options.stop_tokens = job.stop_tokens;
   if (job.sampling.repetition_penalty != 1.0f) options.history.assign(prompt.begin(), prompt.end() - tail);
   std::chrono::steady_clock::time_point first;

@@ -74,7 +74,7 @@ class TokenGenerator {
 
 struct WorkerOptions {
   size_t max_queue = 16;  // jobs waiting (not counting the running one)
-  int prefill_chunk = 512;
+  PrefillChunking prefill;  // default: chunks sized to memory
   PromptCacheOptions prompt_cache;
 };
 
@@ -93,13 +93,14 @@ class JobRunner {
 // Runs jobs on a whole model in this process, reusing prompts through a PromptCache.
 class LocalJobRunner : public JobRunner {
  public:
-  LocalJobRunner(const Model& model, int prefill_chunk, PromptCacheOptions prompt_cache);
+  LocalJobRunner(const Model& model, PrefillChunking prefill, PromptCacheOptions prompt_cache);
   void run(GenerationJob& job, const JobHandle& handle, JobResult& result) override;
   size_t cache_entries() const override { return cache_.size(); }
   size_t cache_bytes() const override { return cache_.bytes(); }
 
  private:
-  int prefill_chunk_;
+  const Model& model_;
+  PrefillChunking prefill_;
   PromptCache cache_;
 };
 

@@ -66,7 +66,7 @@ void PipelineJobRunner::run_request(GenerationJob& job, const JobHandle& handle,
   // Chunks as LocalJobRunner makes them: [keep, n - tail) in prefill_chunk steps, then the tail, whose
   // last token runs alone (Session::prefill runs it as a decode step).
   const int tail = prefill_tail(job.sampling, n, keep);
-  const int chunk = options_.prefill_chunk > 0 ? options_.prefill_chunk : n;
+  const int chunk = prefill_chunk_size(link_.stage().config(), link_.stage().dtype(), n, options_.prefill);
   std::vector<std::pair<int, int>> chunks;
   for (int pos = keep; pos < n - tail; pos += chunk) chunks.emplace_back(pos, std::min(pos + chunk, n - tail));
   for (int pos = n - tail; pos < n - 1; pos += chunk) chunks.emplace_back(pos, std::min(pos + chunk, n - 1));

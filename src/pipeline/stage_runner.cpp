@@ -29,7 +29,7 @@ StageRunner::StageRunner(const Model& stage, dist::Group group, PipelineOptions 
 
 void StageRunner::prefill_first(const std::vector<int>& ids, bool logits_all) {
   const int n = static_cast<int>(ids.size());
-  const int step = options_.prefill_chunk <= 0 ? n : options_.prefill_chunk;
+  const int step = prefill_chunk_size(stage_.config(), stage_.dtype(), n, options_.prefill);
   for (int start = 0; start < n; start += step) {
     const int len = std::min(step, n - start);
     const bool last = start + len == n;
@@ -56,7 +56,7 @@ PipelineResult StageRunner::generate(const std::vector<int>& prompt, const Sampl
     Session session(stage_);
     Sampler sampler(sampling);
     GenerateOptions o = options;
-    o.prefill_chunk = options_.prefill_chunk;
+    o.prefill = options_.prefill;
     const GenerationStats s = k2::generate(session, prompt, sampler, o, on_token);
     r.tokens = s.tokens;
     r.finish_reason = s.finish_reason;
@@ -162,7 +162,7 @@ PipelineResult StageRunner::logits(const std::vector<int>& ids, bool all_positio
   r.prompt_tokens = static_cast<int>(ids.size());
   if (size() == 1) {
     Session session(stage_);
-    r.logits = mx::astype(session.prefill(ids, options_.prefill_chunk, all_positions), mx::float32);
+    r.logits = mx::astype(session.prefill(ids, options_.prefill, all_positions), mx::float32);
     mx::eval(*r.logits);
     return r;
   }

@@ -17,7 +17,7 @@
 namespace k2 {
 
 struct PipelineOptions {
-  int prefill_chunk = 512;  // tokens per prefill chunk (0 = the whole prompt at once)
+  PrefillChunking prefill;  // how prompts are cut into chunks (default: sized to memory)
   // Send the next prefill chunk while later stages still work on the previous one. Off: the first
   // stage waits for the last stage to finish each chunk (the sequential baseline the bench compares).
   bool overlap = true;
