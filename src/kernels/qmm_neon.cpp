@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "kernels/qmm_kernel.h"
+#include "kernels/qmm_tiling.h"
 
 namespace k2::kernels {
 namespace {
@@ -220,45 +221,11 @@ struct BlockRunner {
     tile<BITS, RW, RM>(w, *b.x, unpack, n, rows, b.act_rows + i, out, sd.data());
   }
 
-  void run() {
-    if (b.n_rows == 1) {
-      int n = b.n0;
-      for (; n + 4 <= b.n1; n += 4) run_tile<4, 1>(n, 0);
-      for (; n < b.n1; ++n) run_tile<1, 1>(n, 0);
-      return;
-    }
-    if (b.n_rows == 2) {
-      int n = b.n0;
-      for (; n + 2 <= b.n1; n += 2) run_tile<2, 2>(n, 0);
-      for (; n < b.n1; ++n) run_tile<1, 2>(n, 0);
-      return;
-    }
-    // Several activation rows: each weight row is unpacked once per 4 of them and stays in L1.
-    for (int n = b.n0; n < b.n1; ++n) {
-      int i = 0;
-      for (; i + 4 <= b.n_rows; i += 4) run_tile<1, 4>(n, i);
-      switch (b.n_rows - i) {
-        case 3: run_tile<1, 3>(n, i); break;
-        case 2: run_tile<1, 2>(n, i); break;
-        case 1: run_tile<1, 1>(n, i); break;
-        default: break;
-      }
-    }
-  }
+  void run() { run_tiles(b, *this); }
 };
 
 }  // namespace
 
-void qmm_block_neon(const QmmBlock& block) {
-  switch (block.w->bits) {
-    case 2: BlockRunner<2>(block).run(); return;
-    case 3: BlockRunner<3>(block).run(); return;
-    case 4: BlockRunner<4>(block).run(); return;
-    case 5: BlockRunner<5>(block).run(); return;
-    case 6: BlockRunner<6>(block).run(); return;
-    case 8: BlockRunner<8>(block).run(); return;
-    default: qmm_block_scalar(block); return;
-  }
-}
+void qmm_block_neon(const QmmBlock& block) { run_for_bits<BlockRunner>(block); }
 
 }  // namespace k2::kernels
