@@ -2,6 +2,8 @@
 // mlx-lm's generate_step does) and single-token decode on the latent cache.
 #include "engine/session.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "core/error.h"
@@ -26,20 +28,47 @@ mx::array Session::forward(const mx::array& ids) {
   return model_.head(model_.run_layers(model_.embed(ids), cache_));
 }
 
-mx::array Session::prefill(const std::vector<int>& ids, const PrefillChunking& chunking, bool all_positions) {
+void Session::check_ids(const std::vector<int>& ids) const {
   if (ids.empty()) throw InputError("prefill needs at least one token");
   check_capacity(ids.size());
   const int vocab = model_.config().vocab_size;
   for (int id : ids)
     if (id < 0 || id >= vocab) throw InputError(fmt::format("token id {} is outside the vocabulary [0, {})", id, vocab));
-  const int n = static_cast<int>(ids.size());
+}
+
+int Session::chunk_for(size_t new_tokens, const PrefillChunking& chunking) const {
+  const int n = static_cast<int>(new_tokens);
   const int step = prefill_chunk_size(model_.config(), model_.dtype(), length() + n, chunking);
   check_prefill_memory(model_.config(), model_.dtype(), model_.last_layer() - model_.first_layer(), length(), n,
                        step);
-  const std::string what = fmt::format("prefill of {} tokens in chunks of {}", n, step);
+  return step;
+}
+
+void Session::fill(const int* ids, int n, int step) {
+  with_memory_errors(fmt::format("prefill of {} tokens in chunks of {}", n, step), [&] {
+    for (int start = 0; start < n; start += step) {
+      const int len = std::min(step, n - start);
+      mx::array chunk_ids(ids + start, mx::Shape{1, len}, mx::int32);
+      model_.run_layers(model_.embed(chunk_ids), cache_);
+      mx::eval(cache_.state());
+      mx::clear_cache();
+    }
+  });
+}
+
+void Session::extend(const std::vector<int>& ids, const PrefillChunking& chunking) {
+  if (ids.empty()) return;
+  check_ids(ids);
+  fill(ids.data(), static_cast<int>(ids.size()), chunk_for(ids.size(), chunking));
+}
+
+mx::array Session::prefill(const std::vector<int>& ids, const PrefillChunking& chunking, bool all_positions) {
+  check_ids(ids);
+  const int n = static_cast<int>(ids.size()), vocab = model_.config().vocab_size;
+  const int step = chunk_for(ids.size(), chunking);  // from the whole prompt, whichever part runs in chunks
   if (all_positions) {
     std::vector<mx::array> all;
-    with_memory_errors(what, [&] {
+    with_memory_errors(fmt::format("prefill of {} tokens in chunks of {}", n, step), [&] {
       for (int start = 0; start < n; start += step) {
         const int len = std::min(step, n - start);
         mx::array chunk_ids(ids.data() + start, mx::Shape{1, len}, mx::int32);
@@ -50,19 +79,9 @@ mx::array Session::prefill(const std::vector<int>& ids, const PrefillChunking& c
     });
     return all.size() == 1 ? all.front() : mx::concatenate(all, 0);
   }
-  // All but the last token only fill the cache: evaluating just the cache lets MLX skip what no cache
-  // entry depends on (the last layer's attention output and feed-forward for those positions, and the
-  // lm_head). The last token then runs as a decode step, which yields the logits (as mlx-lm's
-  // generate_step does).
-  with_memory_errors(what, [&] {
-    for (int start = 0; start < n - 1; start += step) {
-      const int len = std::min(step, n - 1 - start);
-      mx::array chunk_ids(ids.data() + start, mx::Shape{1, len}, mx::int32);
-      model_.run_layers(model_.embed(chunk_ids), cache_);
-      mx::eval(cache_.state());
-      mx::clear_cache();
-    }
-  });
+  // All but the last token only fill the cache; the last token then runs as a decode step, which yields the
+  // logits (as mlx-lm's generate_step does).
+  fill(ids.data(), n - 1, step);
   return decode_step(ids.back());
 }
 

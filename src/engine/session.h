@@ -23,6 +23,11 @@ class Session {
   mlx::core::array prefill(const std::vector<int>& ids, const PrefillChunking& chunking = {},
                            bool all_positions = false);
 
+  // Runs `ids` through the model in chunks, only appending them to the cache (no logits: MLX skips what no
+  // cache entry depends on). prefill() is extend() of all but the last token, then a decode step; a caller
+  // that cuts a prompt itself (the serving worker) uses extend() so that the cut stays the same.
+  void extend(const std::vector<int>& ids, const PrefillChunking& chunking = {});
+
   // One token (possibly still being computed: a lazy scalar) -> logits [vocab] (lazy).
   mlx::core::array decode_step(const mlx::core::array& token);
   mlx::core::array decode_step(int token);
@@ -35,6 +40,9 @@ class Session {
  private:
   mlx::core::array forward(const mlx::core::array& ids);  // [1, L] -> logits [1, L, vocab]
   void check_capacity(size_t extra) const;
+  void check_ids(const std::vector<int>& ids) const;  // non-empty, in the vocabulary, within the context
+  int chunk_for(size_t new_tokens, const PrefillChunking& chunking) const;  // resolved, memory checked
+  void fill(const int* ids, int n, int step);  // the cache-only chunk loop
 
   const Model& model_;
   KvCache cache_;

@@ -19,11 +19,6 @@ double seconds_between(std::chrono::steady_clock::time_point a, std::chrono::ste
 }
 }  // namespace
 
-int prefill_tail(const SamplingParams& sampling, int prompt_tokens, int reused) {
-  const bool penalty = sampling.repetition_penalty != 1.0f;
-  return std::clamp(penalty ? sampling.repetition_context : 1, 1, prompt_tokens - reused);
-}
-
 GenerationWorker::GenerationWorker(const Model& model, WorkerOptions options)
     : GenerationWorker(std::make_unique<LocalJobRunner>(model, options.prefill, options.prompt_cache), options) {}
 
@@ -114,11 +109,13 @@ void LocalJobRunner::run(GenerationJob& job, const JobHandle& handle, JobResult&
   Session& session = *lease.session;
   result.cached_tokens = lease.reused;
 
-  // Everything but the tail is prefilled here, chunk by chunk, so a cancelled request stops between
-  // chunks; generate() then prefills the tail, its repetition-penalty window seeded from the whole prompt.
+  // All but the last prompt token is prefilled here, chunk by chunk, so a cancelled request stops between
+  // chunks; generate() then runs the last token as a decode step, its repetition-penalty window seeded from
+  // the whole prompt. This is how Session::prefill cuts a prompt (and PipelineJobRunner), so the same
+  // request gives the same floating-point work, hence the same tokens in bf16, on every path.
   const int n = static_cast<int>(prompt.size());
-  const int tail = prefill_tail(job.sampling, n, lease.reused);
-  // One chunk size for the whole prompt (from its full length), as PipelineJobRunner cuts it.
+  const int tail = 1;
+  // One chunk size for the whole prompt (from its full length), as Session::prefill sizes it.
   const PrefillChunking chunk{prefill_chunk_size(model_.config(), model_.dtype(), n, prefill_), 0};
   for (int pos = lease.reused; pos < n - tail; pos += chunk.chunk) {
     if (handle.cancelled()) {
@@ -126,9 +123,7 @@ void LocalJobRunner::run(GenerationJob& job, const JobHandle& handle, JobResult&
       return;  // the session is dropped: its cache holds a partial prompt nobody asked to keep
     }
     const int end = std::min(pos + chunk.chunk, n - tail);
-    std::vector<int> part(prompt.begin() + pos, prompt.begin() + end);
-    session.prefill(part, chunk);
-    mx::eval(session.cache().state());
+    session.extend(std::vector<int>(prompt.begin() + pos, prompt.begin() + end), chunk);
   }
 
   Sampler sampler(job.sampling);

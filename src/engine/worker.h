@@ -104,10 +104,6 @@ class LocalJobRunner : public JobRunner {
   PromptCache cache_;
 };
 
-// How many of a prompt's last tokens go through generate() (the rest is prefilled first, in chunks):
-// every runner splits prompts the same way, so that the same request gives the same floating-point
-// work wherever it runs.
-int prefill_tail(const SamplingParams& sampling, int prompt_tokens, int reused);
 
 class GenerationWorker : public TokenGenerator {
  public:

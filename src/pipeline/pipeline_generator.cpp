@@ -63,13 +63,11 @@ void PipelineJobRunner::run_request(GenerationJob& job, const JobHandle& handle,
   held_.assign(prompt.begin(), prompt.begin() + keep);
   result.cached_tokens = keep;
 
-  // Chunks as LocalJobRunner makes them: [keep, n - tail) in prefill_chunk steps, then the tail, whose
-  // last token runs alone (Session::prefill runs it as a decode step).
-  const int tail = prefill_tail(job.sampling, n, keep);
+  // Chunks as LocalJobRunner and Session::prefill make them: [keep, n - 1) in prefill_chunk steps, then the
+  // last token alone (a decode step), so the tokens equal a single process's in bf16 too.
   const int chunk = prefill_chunk_size(link_.stage().config(), link_.stage().dtype(), n, options_.prefill);
   std::vector<std::pair<int, int>> chunks;
-  for (int pos = keep; pos < n - tail; pos += chunk) chunks.emplace_back(pos, std::min(pos + chunk, n - tail));
-  for (int pos = n - tail; pos < n - 1; pos += chunk) chunks.emplace_back(pos, std::min(pos + chunk, n - 1));
+  for (int pos = keep; pos < n - 1; pos += chunk) chunks.emplace_back(pos, std::min(pos + chunk, n - 1));
   chunks.emplace_back(n - 1, n);
   for (size_t i = 0; i < chunks.size(); ++i) {
     const auto [from, to] = chunks[i];

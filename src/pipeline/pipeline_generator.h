@@ -13,7 +13,7 @@
 namespace k2 {
 
 struct PipelineServeOptions {
-  PrefillChunking prefill;  // same splitting as the local worker (see prefill_tail)
+  PrefillChunking prefill;  // cut as Session::prefill cuts a prompt
   bool overlap = true;      // send the next prefill chunk while later stages still work on the previous
   bool reuse_prompts = true;
 };

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <utility>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -30,8 +32,14 @@ StageRunner::StageRunner(const Model& stage, dist::Group group, PipelineOptions 
 void StageRunner::prefill_first(const std::vector<int>& ids, bool logits_all) {
   const int n = static_cast<int>(ids.size());
   const int step = prefill_chunk_size(stage_.config(), stage_.dtype(), n, options_.prefill);
-  for (int start = 0; start < n; start += step) {
-    const int len = std::min(step, n - start);
+  // As Session::prefill cuts it: for generation the last prompt token runs alone, as a decode step (in bf16 a
+  // token computed inside a chunk differs from the same token computed alone, and the tokens would then
+  // differ from `generate`'s); for all-position logits every token is in a chunk.
+  const int body = logits_all ? n : n - 1;
+  std::vector<std::pair<int, int>> chunks;
+  for (int start = 0; start < body; start += step) chunks.emplace_back(start, std::min(step, body - start));
+  if (body < n) chunks.emplace_back(n - 1, 1);
+  for (const auto& [start, len] : chunks) {
     const bool last = start + len == n;
     mx::array chunk(ids.data() + start, mx::Shape{1, len}, mx::int32);
     const int flags = (last ? kLastChunk : 0) | (!last && !options_.overlap ? kWantAck : 0) | (logits_all ? kLogitsAll : 0);
