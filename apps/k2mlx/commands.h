@@ -20,5 +20,6 @@ Command add_chat(CLI::App& app);
 Command add_tokenize(CLI::App& app);
 Command add_detokenize(CLI::App& app);
 Command add_serve(CLI::App& app);
+Command add_perplexity(CLI::App& app);
 
 }  // namespace k2::cli

@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   reg(k2::cli::add_tokenize(app));
   reg(k2::cli::add_detokenize(app));
   reg(k2::cli::add_serve(app));
+  reg(k2::cli::add_perplexity(app));
   // Every command-line mistake (unknown flag, bad number, value out of range, missing option) is bad
   // input: exit 2 with CLI11's message, which names the flag. --help and --version exit 0.
   app.failure_message([](const CLI::App* top, const CLI::Error& e) {
