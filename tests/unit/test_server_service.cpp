@@ -147,6 +147,37 @@ TEST_F(ServerService, ForcedToolCallPrefixesThePrompt) {
   EXPECT_EQ(o.calls[0].arguments, "{\"x\": 1}");
 }
 
+TEST_F(ServerService, RequiredWithSeveralToolsConstrainsTheFirstTokensToTheirHeaders) {
+  gen.script = ids("functions.b:0<|tool_call_argument_begin|>{}<|tool_call_end|><|tool_calls_section_end|><|im_end|>");
+  Outcome o = run(R"({"messages": [{"role": "user", "content": "x"}], "tool_choice": "required",
+      "tools": [{"type": "function", "function": {"name": "a"}}, {"type": "function", "function": {"name": "b"}}]})");
+  const std::string prompt = tok->decode(gen.last.prompt);
+  EXPECT_EQ(prompt.substr(prompt.size() - 47), "<|tool_calls_section_begin|><|tool_call_begin|>");
+  ASSERT_EQ(gen.last.sampling.forced_choices.size(), 2u);
+  EXPECT_EQ(gen.last.sampling.forced_choices[0], ids("functions.a:0<|tool_call_argument_begin|>"));
+  EXPECT_EQ(gen.last.sampling.forced_choices[1], ids("functions.b:0<|tool_call_argument_begin|>"));
+  ASSERT_EQ(o.calls.size(), 1u);
+  EXPECT_EQ(o.calls[0].name, "b");
+  EXPECT_EQ(o.finish, "tool_calls");
+}
+
+TEST_F(ServerService, TemplateOptionsReachTheTemplate) {
+  CompletionService with_kwargs{*tok, ChatTemplate("{{ greeting }}{% for m in messages %}{{ m.content }}|{% endfor %}"
+                                                   "{% if add_generation_prompt %}GEN{% endif %}",
+                                                   nlohmann::ordered_json::object(), false),
+                                gen, [this] {
+                                  ServiceOptions o = opts;
+                                  o.chat_template_kwargs = {{"greeting", "hi:"}};
+                                  return o;
+                                }()};
+  auto text = [&](const std::string& body) { return with_kwargs.prepare(parse_chat_request(body)).prompt_text; };
+  EXPECT_EQ(text(R"({"messages": [{"role": "user", "content": "a"}]})"), "hi:a|GEN");
+  EXPECT_EQ(text(R"({"messages": [{"role": "user", "content": "a"}], "add_generation_prompt": false,
+                     "chat_template_kwargs": {"greeting": "yo:"}})"), "yo:a|");
+  EXPECT_EQ(text(R"({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b "}],
+                     "continue_final_message": true})"), "hi:a|b ");
+}
+
 TEST_F(ServerService, StopSequenceCancelsGeneration) {
   gen.script = ids("abc STOP def and much more text that should never be generated");
   Outcome o = run(R"({"messages": [{"role": "user", "content": "x"}], "stop": ["STOP"]})");
