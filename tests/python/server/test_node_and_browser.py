@@ -40,6 +40,8 @@ def test_openai_npm_sdk(server, node_env):
     assert out["stream"]["chunks"] >= 3
     assert out["stream"]["usage"]["prompt_tokens_details"]["cached_tokens"] > 0  # same prompt twice
     assert out["tool_call"] == {"id": "functions.get_weather:0", "name": "get_weather"}
+    st = out["streamed_tool_call"]
+    assert (st["id"], st["name"], st["same_arguments"]) == ("functions.get_weather:0", "get_weather", True), st
     assert out["tool_result"]["usage"]["prompt_tokens_details"]["cached_tokens"] > 0
     assert out["error"]["status"] == 404 and "nope" in out["error"]["message"]
 
