@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
-
-TEMPLATES = ROOT.parent / "shared" / "data" / "templates"
+TEMPLATES = Path(__file__).resolve().parents[4] / "shared" / "data" / "templates"
 KIMI_THINKING = TEMPLATES / "kimi-k2-thinking.jinja"
 DEEPSEEK = TEMPLATES / "deepseek-v3.1.jinja"
 SPECIALS = {"bos_token": "[BOS]", "eos_token": "[EOS]"}  # the tiny model's tokenizer_config.json
@@ -69,17 +68,6 @@ def test_continue_with_generation_prompt_is_refused(client):
         client.chat.completions.create(model="tiny-kimi", messages=CONVERSATION, max_tokens=2,
                                        extra_body={"continue_final_message": True, "add_generation_prompt": True})
     assert e.value.body["param"] == "continue_final_message"
-
-
-@pytest.fixture(scope="module")
-def deepseek_server(k2mlx, tiny_model):
-    """The tiny model with DeepSeek-V3.1's template, thinking on by default."""
-    from conftest import Server
-
-    s = Server(tiny_model, "--served-model-name", "tiny-ds", "--chat-template", str(DEEPSEEK),
-               "--chat-template-kwargs", '{"thinking": true}', name="deepseek")
-    yield s
-    s.stop()
 
 
 @pytest.mark.parametrize("kwargs", [None, {"thinking": False}, {"thinking": True, "enable_thinking": False}])
