@@ -142,7 +142,8 @@ void HttpServer::routes() {
     res.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type, x-api-key, anthropic-version");
   });
   s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-    if (options_.api_key.empty() || req.path.rfind("/v1/", 0) != 0 || req.method == "OPTIONS")
+    const bool guarded = req.path.rfind("/v1/", 0) == 0 || req.path == "/apply-template";
+    if (options_.api_key.empty() || !guarded || req.method == "OPTIONS")
       return httplib::Server::HandlerResponse::Unhandled;
     // Anthropic clients send the key as x-api-key; either header is accepted on every route.
     if (req.get_header_value("Authorization") == "Bearer " + options_.api_key || req.get_header_value("x-api-key") == options_.api_key)

@@ -164,3 +164,7 @@ def test_x_api_key(strict_server):
     with pytest.raises(anthropic.AuthenticationError) as e:
         wrong.messages.create(model="m", max_tokens=2, messages=[{"role": "user", "content": "Hi"}])
     assert e.value.body["type"] == "error" and e.value.body["error"]["type"] == "authentication_error"
+    status, _ = raw(strict_server, {"messages": [{"role": "user", "content": "Hi"}]}, path="/apply-template")
+    assert status == 401  # the rendering route is behind the key as well
+    status, body = raw(strict_server, {"messages": [{"role": "user", "content": "Hi"}]}, {"x-api-key": "sekret"}, path="/apply-template")
+    assert status == 200 and body["prompt"].endswith("<|im_assistant|>assistant<|im_middle|>")
