@@ -40,6 +40,9 @@ struct ServeFlags {
   double prompt_cache_mib = 2048;
   int prompt_cache_entries = 8;
   PrefillFlags prefill;
+  std::string chat_template;         // a Jinja file replacing the folder's template
+  std::string chat_template_kwargs;  // JSON object: template variables under each request's own
+  std::string reasoning_format = "separate";
 };
 
 // A pipeline that lost a rank: the generation worker reports it, the HTTP server is stopped and the
@@ -70,6 +73,18 @@ class LostPipeline {
   bool lost_ = false;
 };
 
+nlohmann::ordered_json parse_template_kwargs(const std::string& text) {
+  if (text.empty()) return nlohmann::ordered_json::object();
+  nlohmann::ordered_json j;
+  try {
+    j = nlohmann::ordered_json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(fmt::format("--chat-template-kwargs is not valid JSON: {}", e.what()));
+  }
+  if (!j.is_object()) throw InputError(fmt::format("--chat-template-kwargs must be a JSON object, got {}", j.type_name()));
+  return j;
+}
+
 // Serves HTTP through `worker` until a signal (or the lost pipeline) stops the server.
 void serve_http(ServeFlags& f, const TextModel& text, const ModelConfig& config, TokenGenerator& worker,
                 sigset_t signals, LostPipeline* lost) {
@@ -83,6 +98,8 @@ void serve_http(ServeFlags& f, const TextModel& text, const ModelConfig& config,
   so.context = f.context > 0 ? f.context : max_context;
   so.default_max_tokens = f.max_tokens;
   so.stop_tokens = text.stop_tokens(config.eos_token_ids);
+  so.chat_template_kwargs = parse_template_kwargs(f.chat_template_kwargs);
+  so.separate_reasoning = f.reasoning_format == "separate";
   CompletionService service(*text.tokenizer, text.chat_template, worker, so);
 
   HttpServer server(service, f.http);
@@ -135,7 +152,7 @@ std::optional<int> serve_pipeline(ServeFlags& f, sigset_t signals) {
   o.load_embedding = rank == 0;
   o.load_head = rank == size - 1;
   std::optional<TextModel> text;
-  if (rank == 0) text = TextModel::load(f.model.model_dir);
+  if (rank == 0) text = TextModel::load(f.model.model_dir, f.chat_template);
   Model stage = load_model(f.model, o);
   StageLink link(stage, group);
   set_crash_link(&link);
@@ -191,6 +208,14 @@ Command add_serve(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--prompt-cache-entries", f->prompt_cache_entries, "How many earlier prompts to keep at most")
       ->capture_default_str();
+  cmd->add_option("--chat-template", f->chat_template, "Jinja chat template file to use instead of the model folder's");
+  cmd->add_option("--chat-template-kwargs", f->chat_template_kwargs,
+                  "JSON object of chat template variables, e.g. '{\"thinking\": true}' (a request's chat_template_kwargs "
+                  "override them)");
+  cmd->add_option("--reasoning-format", f->reasoning_format,
+                  "separate: the model's <think> block goes to reasoning_content; inline: it stays in the content")
+      ->check(CLI::IsMember({"separate", "inline"}))
+      ->capture_default_str();
   f->prefill.add_to(*cmd);
   cmd->add_option("--http-threads", f->http.threads, "HTTP worker threads (each open request holds one)")
       ->capture_default_str();
@@ -199,6 +224,7 @@ Command add_serve(CLI::App& app) {
     if (f->queue < 1) throw InputError("--queue must be at least 1");
     if (f->max_tokens < 1) throw InputError(fmt::format("--max-tokens must be at least 1, got {}", f->max_tokens));
     if (f->prompt_cache_mib < 0) throw InputError("--prompt-cache-mib must be >= 0");
+    parse_template_kwargs(f->chat_template_kwargs);  // refuse bad JSON before loading the model
     // Signals go to a waiting thread (not async handlers); a vanished client must not kill the process.
     sigset_t signals;
     sigemptyset(&signals);
@@ -215,7 +241,7 @@ Command add_serve(CLI::App& app) {
         return kExitPeerLost;
       }
     }
-    TextModel text = TextModel::load(f->model.model_dir);
+    TextModel text = TextModel::load(f->model.model_dir, f->chat_template);
     Model model = load_model(f->model, f->model.load_options());
     check_context(*f, model.config());
     GenerationWorker worker(model, worker_options(*f));

@@ -12,11 +12,11 @@
 
 namespace k2::cli {
 
-TextModel TextModel::load(const std::string& model_dir) {
+TextModel TextModel::load(const std::string& model_dir, const std::string& template_file) {
   TextModel t;
   t.tokenizer = load_tokenizer(model_dir);
   const auto dir = std::filesystem::path(model_dir);
-  bool has_template = std::filesystem::exists(dir / "chat_template.jinja");
+  bool has_template = !template_file.empty() || std::filesystem::exists(dir / "chat_template.jinja");
   if (!has_template && std::filesystem::exists(dir / "tokenizer_config.json")) {
     try {
       std::ifstream in(dir / "tokenizer_config.json");
@@ -25,7 +25,7 @@ TextModel TextModel::load(const std::string& model_dir) {
       has_template = false;
     }
   }
-  if (has_template) t.chat_template = load_chat_template(model_dir);
+  if (has_template) t.chat_template = load_chat_template(model_dir, template_file);
   return t;
 }
 

@@ -20,8 +20,9 @@ struct TextModel {
   std::unique_ptr<Tokenizer> tokenizer;
   std::optional<ChatTemplate> chat_template;  // absent when the folder ships none
 
-  // Loads the tokenizer (required) and the chat template (optional) of a model folder.
-  static TextModel load(const std::string& model_dir);
+  // Loads the tokenizer (required) and the chat template (optional) of a model folder; template_file
+  // (optional) replaces the folder's template.
+  static TextModel load(const std::string& model_dir, const std::string& template_file = "");
 
   // Stop ids: the model's eos ids plus <|im_end|> / [EOS] / <｜end▁of▁sentence｜> when the tokenizer has them.
   std::vector<int> stop_tokens(const std::vector<int>& model_eos) const;

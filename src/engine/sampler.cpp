@@ -2,6 +2,8 @@
 // temperature, then top-k / top-p / min-p truncation, then a categorical draw.
 #include "engine/sampler.h"
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 
@@ -63,10 +65,113 @@ mx::array apply_repetition_penalty(const mx::array& logits, const mx::array& rec
   return mx::put_along_axis(logits, ids, penalised, 0);
 }
 
-Sampler::Sampler(SamplingParams params) : params_(params), key_(mx::random::key(params.seed)) { params_.validate(); }
+Sampler::Sampler(SamplingParams params) : params_(std::move(params)), key_(mx::random::key(params_.seed)) {
+  params_.validate();
+  constrained_ = !params_.forced_choices.empty();
+}
+
+namespace {
+
+// lazily: (log-prob of token, top-n ids, top-n log-probs), from float32 logits [vocab].
+std::array<mx::array, 3> logprob_arrays(const mx::array& logits, const mx::array& token, int top_n) {
+  mx::array lp = mx::subtract(logits, mx::logsumexp(logits, 0, true));  // log-softmax in float32
+  mx::array chosen = mx::take(lp, mx::astype(token, mx::int32), 0);
+  const int n = std::min(top_n, static_cast<int>(lp.shape(0)));
+  mx::array ids = n > 0 ? mx::astype(mx::slice(mx::argsort(mx::negative(lp), 0), {0}, {n}), mx::int32)
+                        : mx::zeros({0}, mx::int32);
+  mx::array vals = n > 0 ? mx::take(lp, ids, 0) : mx::zeros({0}, mx::float32);
+  return {chosen, ids, vals};
+}
+
+TokenLogprobs to_host(int token, mx::array& chosen, mx::array& ids, mx::array& vals) {
+  mx::eval({chosen, ids, vals});
+  TokenLogprobs out;
+  out.token = token;
+  out.logprob = chosen.item<float>();
+  const int32_t* id = ids.data<int32_t>();
+  const float* v = vals.data<float>();
+  for (size_t i = 0; i < ids.size(); ++i) out.top.emplace_back(id[i], v[i]);
+  return out;
+}
+
+}  // namespace
+
+TokenLogprobs token_logprobs(const mx::array& logits, int token, int top_n) {
+  auto [chosen, ids, vals] = logprob_arrays(mx::astype(mx::flatten(logits), mx::float32), mx::array(token), top_n);
+  return to_host(token, chosen, ids, vals);
+}
+
+std::vector<TokenLogprobs> sequence_logprobs(const mx::array& logits_in, const std::vector<int>& tokens, int top_n) {
+  const int n = static_cast<int>(tokens.size());
+  if (logits_in.ndim() != 2 || logits_in.shape(0) != n)
+    throw Error(fmt::format("sequence_logprobs: logits of shape [{}, vocab] expected for {} tokens", n, n));
+  mx::array logits = mx::astype(logits_in, mx::float32);                     // [n, V]
+  mx::array lp = mx::subtract(logits, mx::logsumexp(logits, 1, true));       // [n, V]
+  mx::array idx(tokens.data(), mx::Shape{n, 1}, mx::int32);
+  mx::array chosen = mx::reshape(mx::take_along_axis(lp, idx, 1), {n});      // [n]
+  const int k = std::min(top_n, static_cast<int>(lp.shape(1)));
+  mx::array ids = k > 0 ? mx::astype(mx::slice(mx::argsort(mx::negative(lp), 1), {0, 0}, {n, k}), mx::int32)
+                        : mx::zeros({n, 0}, mx::int32);                      // [n, k]
+  mx::array vals = mx::take_along_axis(lp, ids, 1);                          // [n, k]
+  mx::eval({chosen, ids, vals});
+  std::vector<TokenLogprobs> out(n);
+  const float* c = chosen.data<float>();
+  const int32_t* id = ids.data<int32_t>();
+  const float* v = vals.data<float>();
+  for (int i = 0; i < n; ++i) {
+    out[i].token = tokens[i];
+    out[i].logprob = c[i];
+    for (int j = 0; j < k; ++j) out[i].top.emplace_back(id[i * k + j], v[i * k + j]);
+  }
+  return out;
+}
+
+TokenLogprobs Sampler::take_logprobs() {
+  if (pending_.empty()) throw Error("no drawn token has log-probabilities left to take");
+  Pending p = std::move(pending_.front());
+  pending_.pop_front();
+  mx::eval(p.token);
+  const int token = static_cast<int>(p.token.item<uint32_t>());
+  return to_host(token, p.logprob, p.top_ids, p.top_logprobs);
+}
+
+// Masks every token that does not continue one of the forced choices from what was drawn so far. The
+// drawn token must be known on the host for the next step, so a constrained step is evaluated at once
+// (only the few tokens of a forced opener pay for it).
+mx::array Sampler::constrain(const mx::array& logits) {
+  std::vector<int> allowed;
+  for (const auto& c : params_.forced_choices)
+    if (c.size() > drawn_.size() && std::equal(drawn_.begin(), drawn_.end(), c.begin())) allowed.push_back(c[drawn_.size()]);
+  if (allowed.empty()) return logits;
+  const int V = logits.shape(0);
+  std::vector<int> ids;
+  for (int id : allowed)
+    if (id >= 0 && id < V) ids.push_back(id);
+  if (ids.empty()) return logits;
+  mx::array idx(ids.data(), mx::Shape{static_cast<int>(ids.size())}, mx::int32);
+  return mx::put_along_axis(mx::full({V}, -std::numeric_limits<float>::infinity(), mx::float32), idx,
+                            mx::take(logits, idx, 0), 0);
+}
 
 mx::array Sampler::sample(const mx::array& logits_in, const std::optional<mx::array>& recent) {
-  mx::array logits = mx::astype(mx::flatten(logits_in), mx::float32);
+  const mx::array raw = mx::astype(mx::flatten(logits_in), mx::float32);
+  mx::array token = draw(raw, recent);
+  if (constrained_) {
+    drawn_.push_back(static_cast<int>(token.item<uint32_t>()));
+    bool open = false;
+    for (const auto& c : params_.forced_choices)
+      open = open || (c.size() > drawn_.size() && std::equal(drawn_.begin(), drawn_.end(), c.begin()));
+    constrained_ = open;
+  }
+  if (params_.logprobs >= 0) {
+    auto [chosen, ids, vals] = logprob_arrays(raw, token, params_.logprobs);
+    pending_.push_back(Pending{token, chosen, ids, vals});
+  }
+  return token;
+}
+
+mx::array Sampler::draw(const mx::array& raw, const std::optional<mx::array>& recent) {
+  mx::array logits = constrained_ ? constrain(raw) : raw;
   if (recent && params_.repetition_penalty != 1.0f)
     logits = apply_repetition_penalty(logits, *recent, params_.repetition_penalty);
   if (params_.temperature == 0.0f) return mx::astype(mx::argmax(logits, 0), mx::uint32);

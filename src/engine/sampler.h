@@ -1,10 +1,14 @@
 // Token selection from logits: greedy, temperature, top-k, top-p, min-p, repetition penalty, with a
-// seeded random stream so a fixed seed gives a fixed continuation. Runs as MLX ops (no host copy
-// of the vocabulary-sized logits).
+// seeded random stream so a fixed seed gives a fixed continuation; optionally constrained to begin with
+// one of given token sequences, and keeping each drawn token's log-probabilities. Runs as MLX ops (no
+// host copy of the vocabulary-sized logits).
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <optional>
+#include <utility>
+#include <vector>
 
 #include "mlx/array.h"
 
@@ -18,10 +22,27 @@ struct SamplingParams {
   float repetition_penalty = 1.0f;  // 1 = off (HF/CTRL rule: positive logits / p, negative · p)
   int repetition_context = 64;      // how many recent tokens the penalty looks at
   uint64_t seed = 0;
+  // The answer must begin with one of these token sequences (tool_choice "required": one per declared
+  // function): until one is complete, only tokens that continue one of them can be drawn. Empty = free.
+  std::vector<std::vector<int>> forced_choices;
+  int logprobs = -1;  // >= 0: keep each drawn token's log-probability and its `logprobs` most likely alternatives
 
   // Throws InputError naming the parameter when a value is out of range.
   void validate() const;
 };
+
+// A drawn token's log-probability under the model (log-softmax of the raw logits, before penalty,
+// temperature and truncation, as OpenAI's and vLLM's logprobs are) and the most likely alternatives.
+struct TokenLogprobs {
+  int token = -1;
+  float logprob = 0.0f;
+  std::vector<std::pair<int, float>> top;  // (id, logprob), most likely first
+};
+
+// logits [vocab] (any float dtype); evaluates.
+TokenLogprobs token_logprobs(const mlx::core::array& logits, int token, int top_n);
+// logits [n, vocab]: row i scores tokens[i] (a prompt's logits against the prompt shifted by one); evaluates.
+std::vector<TokenLogprobs> sequence_logprobs(const mlx::core::array& logits, const std::vector<int>& tokens, int top_n);
 
 class Sampler {
  public:
@@ -30,10 +51,21 @@ class Sampler {
   // empty). Returns a scalar uint32 array (lazy).
   mlx::core::array sample(const mlx::core::array& logits, const std::optional<mlx::core::array>& recent);
   const SamplingParams& params() const { return params_; }
+  // With params.logprobs >= 0: the log-probabilities of the oldest drawn token not yet taken (tokens are
+  // taken in the order they were drawn; evaluates). Throws Error when there is none.
+  TokenLogprobs take_logprobs();
 
  private:
+  mlx::core::array constrain(const mlx::core::array& logits);
+  mlx::core::array draw(const mlx::core::array& raw, const std::optional<mlx::core::array>& recent);
+  struct Pending {
+    mlx::core::array token, logprob, top_ids, top_logprobs;
+  };
   SamplingParams params_;
   mlx::core::array key_;
+  std::deque<Pending> pending_;
+  std::vector<int> drawn_;  // tokens drawn while forced_choices constrain the answer
+  bool constrained_ = false;
 };
 
 // The filters alone, on float32 logits [vocab] (exposed for unit tests). Filtered-out entries become -inf.

@@ -126,6 +126,14 @@ void LocalJobRunner::run(GenerationJob& job, const JobHandle& handle, JobResult&
     session.extend(std::vector<int>(prompt.begin() + pos, prompt.begin() + end), chunk);
   }
 
+  if (job.prompt_logprobs && n > 1) {
+    // Scored on a fresh session in one all-positions prefill, as `k2mlx logits --all-positions` computes them.
+    Session scoring(model_);
+    mx::array all = scoring.prefill(prompt, chunk, true);  // [n, vocab]
+    result.prompt_logprobs = sequence_logprobs(mx::slice(all, {0, 0}, {n - 1, all.shape(1)}),
+                                               std::vector<int>(prompt.begin() + 1, prompt.end()),
+                                               std::max(0, job.sampling.logprobs));
+  }
   Sampler sampler(job.sampling);
   GenerateOptions options;
   options.max_tokens = job.max_tokens;
@@ -142,6 +150,10 @@ void LocalJobRunner::run(GenerationJob& job, const JobHandle& handle, JobResult&
       result.first_token_seconds = seconds_between(start, first);
     }
     if (handle.cancelled()) return false;
+    if (job.sampling.logprobs >= 0) {
+      TokenLogprobs lp = sampler.take_logprobs();
+      if (job.on_logprobs) job.on_logprobs(lp);
+    }
     return !job.on_token || job.on_token(id);
   });
   const auto end = std::chrono::steady_clock::now();

@@ -36,6 +36,8 @@ struct JobResult {
   double first_token_seconds = 0.0;  // from the start of the job to the first token
   double decode_seconds = 0.0;   // from the first token to the end
   std::exception_ptr error;      // set when the job failed (InputError = the request's fault)
+  // With GenerationJob::prompt_logprobs: entry i scores prompt token i + 1 given the tokens before it.
+  std::vector<TokenLogprobs> prompt_logprobs;
 };
 
 struct GenerationJob {
@@ -43,6 +45,8 @@ struct GenerationJob {
   SamplingParams sampling;
   int max_tokens = 256;
   std::vector<int> stop_tokens;
+  bool prompt_logprobs = false;  // also score the prompt's tokens (top sampling.logprobs alternatives each)
+  std::function<void(const TokenLogprobs&)> on_logprobs;  // worker thread, before on_token, with sampling.logprobs >= 0
   std::function<bool(int)> on_token;              // worker thread; false cancels
   std::function<void(const JobResult&)> on_done;  // worker thread; called exactly once per accepted job
 };

@@ -52,6 +52,9 @@ void PipelineJobRunner::run(GenerationJob& job, const JobHandle& handle, JobResu
 
 void PipelineJobRunner::run_request(GenerationJob& job, const JobHandle& handle, JobResult& result) {
   const auto start = std::chrono::steady_clock::now();
+  // The last rank samples from parameters packed as ints; these do not travel (yet).
+  if (job.sampling.logprobs >= 0 || job.prompt_logprobs || !job.sampling.forced_choices.empty())
+    throw InputError("logprobs and tool_choice \"required\" with several tools are not available when serving a pipeline");
   const std::vector<int>& prompt = job.prompt;
   const int n = static_cast<int>(prompt.size());
   const int keep = options_.reuse_prompts ? static_cast<int>(std::min(common_prefix(held_, prompt), prompt.size() - 1)) : 0;

@@ -28,6 +28,8 @@ struct ServiceOptions {
   int context = 0;                         // prompt + completion tokens allowed per request
   int default_max_tokens = 4096;           // completion limit when a chat request sets none
   std::vector<int> stop_tokens;            // end-of-turn ids (not shown)
+  nlohmann::ordered_json chat_template_kwargs = nlohmann::ordered_json::object();  // defaults under each request's
+  bool separate_reasoning = true;          // thinking goes to reasoning_content (false: left inline in content)
 };
 
 struct PreparedRequest {
@@ -36,11 +38,26 @@ struct PreparedRequest {
   int max_tokens = 0;
   OutputOptions output;
   std::string echo;  // completions with echo: the prompt text
+  std::string prompt_text;  // chat: the rendered prompt (what /apply-template shows)
+  std::vector<std::vector<int>> request_forced_choices;  // becomes request.sampling.forced_choices
+};
+
+// A token's log-probability as the wire formats show it: its text, raw bytes and the alternatives.
+struct LogprobAlternative {
+  std::string token;  // the piece (special tokens by name; broken UTF-8 as U+FFFD)
+  std::string bytes;  // the token's raw bytes
+  float logprob = 0.0f;
+};
+struct LogprobEntry {
+  LogprobAlternative chosen;
+  bool has_logprob = true;  // false for a prompt's first token (nothing before it to score it)
+  std::vector<LogprobAlternative> top;
 };
 
 // What poll() saw since the previous call.
 struct Progress {
   OutputDelta delta;
+  std::vector<LogprobEntry> logprobs;  // one per generated token in this update (when logprobs were asked)
   bool done = false;
   std::string finish_reason;  // when done: stop, length, tool_calls, cancelled
   std::exception_ptr error;   // when done and the job failed
@@ -63,6 +80,10 @@ class RunningRequest {
   void cancel();
   const UsageCounts& usage() const { return usage_; }
   const PreparedRequest& prepared() const { return prepared_; }
+  // After the end, with echo and logprobs: the prompt's tokens, scored.
+  const std::vector<LogprobEntry>& prompt_logprobs() const { return prompt_logprobs_; }
+  // After the end: the stop sequence that cut the answer, if one did.
+  const std::string& matched_stop() const { return assembler_.matched_stop(); }
 
  private:
   friend class CompletionService;
@@ -70,6 +91,7 @@ class RunningRequest {
     std::mutex mutex;
     std::condition_variable cv;
     std::deque<int> ids;
+    std::deque<TokenLogprobs> logprobs;
     bool done = false;
     JobResult result;
   };
@@ -80,7 +102,9 @@ class RunningRequest {
   PreparedRequest prepared_;
   StreamingDecoder decoder_;
   OutputAssembler assembler_;
+  LogprobEntry entry(const TokenLogprobs& lp) const;
   UsageCounts usage_;
+  std::vector<LogprobEntry> prompt_logprobs_;
   bool finished_ = false;
 };
 
@@ -99,12 +123,13 @@ class CompletionService {
   WorkerStatus status() const { return generator_.status(); }
 
  private:
-  std::string render_chat(const ApiRequest& r, OutputOptions& output) const;
+  std::string render_chat(const ApiRequest& r, PreparedRequest& p) const;
 
   const Tokenizer& tokenizer_;
   std::optional<ChatTemplate> template_;
   TokenGenerator& generator_;
   ServiceOptions options_;
+  ToolCallFormat tool_format_ = ToolCallFormat::Kimi;  // the syntax the chat template writes calls in
   std::set<int> chat_specials_;  // special ids decoded as text for chat (reasoning / tool markers)
   std::set<int> no_specials_;
 };

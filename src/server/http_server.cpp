@@ -16,6 +16,7 @@
 #include "server/chat_page.h"
 #include "server/connection_probe.h"
 #include "server/http_connection.h"
+#include "server/messages_route.h"
 #include "server/openai_response.h"
 
 namespace k2 {
@@ -138,17 +139,25 @@ void HttpServer::routes() {
   s.Options(R"(.*)", [](const httplib::Request&, httplib::Response& res) {
     res.status = 204;
     res.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
-    res.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type");
+    res.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type, x-api-key, anthropic-version");
   });
   s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-    if (options_.api_key.empty() || req.path.rfind("/v1/", 0) != 0 || req.method == "OPTIONS")
+    const bool guarded = req.path.rfind("/v1/", 0) == 0 || req.path == "/apply-template";
+    if (options_.api_key.empty() || !guarded || req.method == "OPTIONS")
       return httplib::Server::HandlerResponse::Unhandled;
-    if (req.get_header_value("Authorization") == "Bearer " + options_.api_key)
+    // Anthropic clients send the key as x-api-key; either header is accepted on every route.
+    if (req.get_header_value("Authorization") == "Bearer " + options_.api_key || req.get_header_value("x-api-key") == options_.api_key)
       return httplib::Server::HandlerResponse::Unhandled;
-    send_error(res, std::make_exception_ptr(ApiError(401, req.has_header("Authorization")
-                                                              ? "Incorrect API key provided"
-                                                              : "Missing API key: send 'Authorization: Bearer <key>'",
-                                                          "", "invalid_api_key")));
+    auto error = std::make_exception_ptr(ApiError(401, req.has_header("Authorization") || req.has_header("x-api-key")
+                                                           ? "Incorrect API key provided"
+                                                           : "Missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'",
+                                                       "", "invalid_api_key"));
+    if (req.path.rfind("/v1/messages", 0) == 0) {
+      auto [status, body] = anthropic_error_for(error);
+      send_json(res, status, body);
+    } else {
+      send_error(res, error);
+    }
     if (options_.log_requests) log_line(fmt::format("{} {} 401", req.remote_addr, req.path));
     return httplib::Server::HandlerResponse::Handled;
   });
@@ -201,22 +210,26 @@ void HttpServer::routes() {
 
       if (!r.stream) {
         OutputDelta all;
+        std::vector<LogprobEntry> logprobs;
         double first_byte = 0.0;
         auto last_probe = Clock::now();
         while (true) {
           Progress p = running->poll(kPoll);
           if (first_byte == 0.0 && (delta_has_text(p.delta) || p.done))
             first_byte = std::chrono::duration<double>(Clock::now() - t0).count();
-          all.reasoning += p.delta.reasoning;
-          all.content += p.delta.content;
-          for (auto& c : p.delta.tool_calls) all.tool_calls.push_back(std::move(c));
+          all.append(std::move(p.delta));
+          logprobs.insert(logprobs.end(), p.logprobs.begin(), p.logprobs.end());
           if (p.done) {
             if (p.error) {
               send_error(res, p.error);
             } else if (chat) {
-              send_json(res, 200, chat_completion_json(meta, all, p.finish_reason, running->usage()));
+              send_json(res, 200, chat_completion_json(meta, all, p.finish_reason, running->usage(),
+                                                       r.logprobs >= 0 ? chat_logprobs_json(logprobs) : ojson()));
             } else {
-              send_json(res, 200, text_completion_json(meta, running->prepared().echo + all.content, p.finish_reason, running->usage()));
+              std::vector<LogprobEntry> scored = running->prompt_logprobs();
+              scored.insert(scored.end(), logprobs.begin(), logprobs.end());
+              send_json(res, 200, text_completion_json(meta, running->prepared().echo + all.content, p.finish_reason, running->usage(),
+                                                       r.logprobs >= 0 ? completion_logprobs_json(scored) : ojson()));
             }
             if (log) log_generation(req, res.status, false, running->usage(), p.error ? "error" : p.finish_reason, t0, first_byte);
             return;
@@ -240,7 +253,6 @@ void HttpServer::routes() {
           [this, running, meta, probe, chat, t0, log, req_addr = req.remote_addr, req_path = req.path](size_t, httplib::DataSink& sink) {
             const bool usage = running->prepared().request.include_usage;
             double first_byte = 0.0;
-            int tool_index = 0;
             auto finish_log = [&](int status, const std::string& why) {
               if (!log) return;
               httplib::Request fake;
@@ -253,6 +265,8 @@ void HttpServer::routes() {
                            : true;
             if (!running->prepared().echo.empty())
               ok = ok && write(sse(text_chunk_json(meta, running->prepared().echo, "", usage)));
+            const bool want_logprobs = running->prepared().request.logprobs >= 0;
+            size_t text_offset = running->prepared().echo.size();
             auto last_probe = Clock::now();
             while (ok) {
               Progress p = running->poll(kPoll);
@@ -261,20 +275,21 @@ void HttpServer::routes() {
                 // write once per token while the worker needs the CPU (measured in bench_server.py).
                 std::this_thread::sleep_for(kStreamInterval);
                 Progress more = running->poll(std::chrono::milliseconds(0));
-                p.delta.reasoning += more.delta.reasoning;
-                p.delta.content += more.delta.content;
-                for (auto& c : more.delta.tool_calls) p.delta.tool_calls.push_back(std::move(c));
+                p.delta.append(std::move(more.delta));
+                p.logprobs.insert(p.logprobs.end(), more.logprobs.begin(), more.logprobs.end());
                 p.done = more.done;
                 p.error = more.error;
                 p.finish_reason = more.finish_reason;
               }
-              if (!p.delta.empty()) {
+              if (!p.delta.empty() || !p.logprobs.empty()) {
                 if (first_byte == 0.0) first_byte = std::chrono::duration<double>(Clock::now() - t0).count();
                 if (chat) {
-                  ok = write(sse(chat_chunk_json(meta, chat_delta_json(p.delta, tool_index), "", usage)));
-                  tool_index += static_cast<int>(p.delta.tool_calls.size());
-                } else if (!p.delta.content.empty()) {
-                  ok = write(sse(text_chunk_json(meta, p.delta.content, "", usage)));
+                  ok = write(sse(chat_chunk_json(meta, chat_delta_json(p.delta), "", usage,
+                                                 want_logprobs ? chat_logprobs_json(p.logprobs) : ojson())));
+                } else if (!p.delta.content.empty() || !p.logprobs.empty()) {
+                  ojson lp = want_logprobs ? completion_logprobs_json(p.logprobs, text_offset) : ojson();
+                  for (const auto& e : p.logprobs) text_offset += e.chosen.bytes.size();
+                  ok = write(sse(text_chunk_json(meta, p.delta.content, "", usage, std::move(lp))));
                 }
               }
               if (ok && p.done) {
@@ -305,8 +320,14 @@ void HttpServer::routes() {
           [running](bool) { running->cancel(); });
     };
   };
+  // llama.cpp's route: the prompt a chat request renders to, without generating.
+  s.Post("/apply-template", [this](const httplib::Request& req, httplib::Response& res) {
+    const PreparedRequest p = service_.prepare(parse_chat_request(req.body));
+    send_json(res, 200, ojson{{"prompt", p.prompt_text}, {"tokens", p.prompt.size()}});
+  });
   s.Post("/v1/chat/completions", generation(true));
   s.Post("/v1/completions", generation(false));
+  add_messages_routes(s, service_, options_.log_requests, stopping_);
 }
 
 }  // namespace k2

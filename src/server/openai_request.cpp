@@ -133,15 +133,13 @@ void parse_common(const ojson& j, ApiRequest& r) {
     if (!lb->is_object()) wrong_type("logit_bias", "an object", *lb);
     refuse_unless(lb->empty(), "logit_bias", "logit_bias");
   }
-  if (const ojson* lp = field(j, "logprobs")) {
-    if (!lp->is_boolean() && !lp->is_number_integer()) wrong_type("logprobs", "a boolean", *lp);
-    refuse_unless(lp->is_boolean() ? !lp->get<bool>() : lp->get<long long>() == 0, "logprobs", "logprobs");
-  }
   // max_completion_tokens replaces the deprecated max_tokens; either is accepted.
   std::optional<long long> mt = get_int(j, "max_tokens", 0, std::numeric_limits<int>::max());
   if (auto mct = get_int(j, "max_completion_tokens", 0, std::numeric_limits<int>::max())) mt = mct;
+  // Scoring a text (completions with echo, as evaluation harnesses do) needs no new token.
+  const bool scoring = !r.chat && field(j, "echo") && (*field(j, "echo")) == true;
   if (mt) {
-    if (*mt < 1) bad(j.contains("max_completion_tokens") ? "max_completion_tokens" : "max_tokens",
+    if (*mt < (scoring ? 0 : 1)) bad(j.contains("max_completion_tokens") ? "max_completion_tokens" : "max_tokens",
                      fmt::format("the token limit must be at least 1, got {}", *mt));
     r.max_tokens = static_cast<int>(*mt);
   }
@@ -294,6 +292,30 @@ ApiRequest parse_chat_request(const std::string& body) {
   r.messages = parse_messages(j);
   parse_common(j, r);
   parse_tools(j, r);
+  r.parallel_tool_calls = get_bool(j, "parallel_tool_calls", true);
+  if (const ojson* lp = field(j, "logprobs")) {
+    if (!lp->is_boolean()) wrong_type("logprobs", "a boolean", *lp);
+    if (lp->get<bool>()) r.logprobs = 0;
+  }
+  if (auto top = get_int(j, "top_logprobs", 0, 20)) {
+    if (r.logprobs < 0) bad("top_logprobs", "'top_logprobs' needs 'logprobs': true");
+    r.logprobs = static_cast<int>(*top);
+  }
+  if (const ojson* v = field(j, "add_generation_prompt")) {
+    if (!v->is_boolean()) wrong_type("add_generation_prompt", "a boolean", *v);
+    r.add_generation_prompt = v->get<bool>();
+  }
+  r.continue_final_message = get_bool(j, "continue_final_message", false);
+  if (r.continue_final_message && r.add_generation_prompt.value_or(false))
+    bad("continue_final_message", "'continue_final_message' and 'add_generation_prompt' cannot both be true");
+  if (const ojson* kw = field(j, "chat_template_kwargs")) {
+    if (!kw->is_object()) wrong_type("chat_template_kwargs", "an object", *kw);
+    r.chat_template_kwargs = *kw;
+  }
+  if (const ojson* v = field(j, "separate_reasoning")) {
+    if (!v->is_boolean()) wrong_type("separate_reasoning", "a boolean", *v);
+    r.separate_reasoning = v->get<bool>();
+  }
   if (const ojson* rf = field(j, "response_format")) {
     if (!rf->is_object()) wrong_type("response_format", "an object", *rf);
     refuse_unless(rf->value("type", "") == "text", "response_format", "a response_format other than text");
@@ -308,6 +330,9 @@ ApiRequest parse_completion_request(const std::string& body) {
   r.max_tokens = 16;  // the completions API's documented default
   parse_common(j, r);
   r.echo = get_bool(j, "echo", false);
+  if (auto lp = get_int(j, "logprobs", 0, 20)) r.logprobs = static_cast<int>(*lp);
+  if (r.stream && r.echo && r.logprobs >= 0)
+    refuse_unless(false, "logprobs", "streaming with both echo and logprobs");
   if (auto b = get_int(j, "best_of", 1, 128)) refuse_unless(*b == 1, "best_of", "best_of > 1");
   if (field(j, "suffix")) refuse_unless(false, "suffix", "suffix (fill-in-the-middle)");
   const ojson* p = field(j, "prompt");

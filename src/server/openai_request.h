@@ -25,11 +25,18 @@ struct ApiRequest {
   nlohmann::ordered_json tools = nullptr;    // null or array of {"type":"function","function":{...}}
   ToolChoice tool_choice = ToolChoice::Auto;
   std::string tool_name;                     // ToolChoice::Named
+  bool parallel_tool_calls = true;           // false: at most one call per answer
+  // chat template options (vLLM's names)
+  std::optional<bool> add_generation_prompt;  // default true (false with continue_final_message)
+  bool continue_final_message = false;        // the answer continues the last message
+  nlohmann::ordered_json chat_template_kwargs = nullptr;  // null or an object of template variables
+  std::optional<bool> separate_reasoning;     // thinking in reasoning_content (default: the server's setting)
   // completions
   std::string prompt;                        // text prompt
   std::optional<std::vector<int>> prompt_ids;  // or token ids
   bool echo = false;
   // both
+  int logprobs = -1;  // >= 0: return each token's log-probability with this many alternatives (chat: top_logprobs)
   std::optional<int> max_tokens;
   SamplingParams sampling;
   std::vector<std::string> stop;

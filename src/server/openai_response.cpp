@@ -40,40 +40,97 @@ ojson tool_calls_json(const std::vector<ToolCall>& calls, bool streaming) {
   return out;
 }
 
+namespace {
+
+ojson bytes_json(const std::string& b) {
+  ojson out = ojson::array();
+  for (unsigned char c : b) out.push_back(static_cast<int>(c));
+  return out;
+}
+
+}  // namespace
+
+ojson chat_logprobs_json(const std::vector<LogprobEntry>& entries) {
+  ojson content = ojson::array();
+  for (const LogprobEntry& e : entries) {
+    ojson top = ojson::array();
+    for (const LogprobAlternative& a : e.top)
+      top.push_back(ojson{{"token", a.token}, {"logprob", a.logprob}, {"bytes", bytes_json(a.bytes)}});
+    content.push_back(ojson{{"token", e.chosen.token}, {"logprob", e.chosen.logprob}, {"bytes", bytes_json(e.chosen.bytes)},
+                            {"top_logprobs", std::move(top)}});
+  }
+  return ojson{{"content", std::move(content)}, {"refusal", nullptr}};
+}
+
+ojson completion_logprobs_json(const std::vector<LogprobEntry>& entries, size_t offset) {
+  ojson tokens = ojson::array(), lps = ojson::array(), tops = ojson::array(), offsets = ojson::array();
+  for (const LogprobEntry& e : entries) {
+    tokens.push_back(e.chosen.token);
+    lps.push_back(e.has_logprob ? ojson(e.chosen.logprob) : ojson(nullptr));
+    if (!e.has_logprob) {
+      tops.push_back(nullptr);
+    } else {
+      ojson top = ojson::object();
+      for (const LogprobAlternative& a : e.top)
+        if (!top.contains(a.token)) top[a.token] = a.logprob;
+      tops.push_back(std::move(top));
+    }
+    offsets.push_back(offset);
+    offset += e.chosen.bytes.size();
+  }
+  return ojson{{"tokens", std::move(tokens)}, {"token_logprobs", std::move(lps)}, {"top_logprobs", std::move(tops)},
+               {"text_offset", std::move(offsets)}};
+}
+
 ojson chat_completion_json(const ResponseMeta& m, const OutputDelta& message, const std::string& finish_reason,
-                           const UsageCounts& u) {
+                           const UsageCounts& u, ojson logprobs) {
   ojson msg{{"role", "assistant"}};
-  msg["content"] = message.content.empty() && !message.tool_calls.empty() ? ojson(nullptr) : ojson(message.content);
+  std::vector<ToolCall> calls;
+  merge_tool_deltas(calls, message.tool_calls);
+  msg["content"] = message.content.empty() && !calls.empty() ? ojson(nullptr) : ojson(message.content);
   if (!message.reasoning.empty()) msg["reasoning_content"] = message.reasoning;
-  if (!message.tool_calls.empty()) msg["tool_calls"] = tool_calls_json(message.tool_calls, false);
-  ojson choice{{"index", 0}, {"message", std::move(msg)}, {"logprobs", nullptr}, {"finish_reason", finish_reason}};
+  if (!calls.empty()) msg["tool_calls"] = tool_calls_json(calls, false);
+  ojson choice{{"index", 0}, {"message", std::move(msg)}, {"logprobs", std::move(logprobs)}, {"finish_reason", finish_reason}};
   return ojson{{"id", m.id},          {"object", "chat.completion"}, {"created", m.created},
                {"model", m.model},    {"choices", ojson::array({std::move(choice)})},
                {"usage", usage_json(u)}};
 }
 
 ojson text_completion_json(const ResponseMeta& m, const std::string& text, const std::string& finish_reason,
-                           const UsageCounts& u) {
-  ojson choice{{"text", text}, {"index", 0}, {"logprobs", nullptr}, {"finish_reason", finish_reason}};
+                           const UsageCounts& u, ojson logprobs) {
+  ojson choice{{"text", text}, {"index", 0}, {"logprobs", std::move(logprobs)}, {"finish_reason", finish_reason}};
   return ojson{{"id", m.id},       {"object", "text_completion"}, {"created", m.created},
                {"model", m.model}, {"choices", ojson::array({std::move(choice)})},
                {"usage", usage_json(u)}};
 }
 
-ojson chat_delta_json(const OutputDelta& d, int first_tool_index) {
+ojson chat_delta_json(const OutputDelta& d) {
   ojson delta = ojson::object();
   if (!d.reasoning.empty()) delta["reasoning_content"] = d.reasoning;
   if (!d.content.empty()) delta["content"] = d.content;
   if (!d.tool_calls.empty()) {
-    ojson calls = tool_calls_json(d.tool_calls, true);
-    for (auto& c : calls) c["index"] = c["index"].get<int>() + first_tool_index;
+    // As OpenAI streams calls: the first delta of a call has its id, type and name; later ones only
+    // argument fragments, matched up by index.
+    ojson calls = ojson::array();
+    for (const ToolCallDelta& c : d.tool_calls) {
+      ojson call{{"index", c.index}};
+      if (!c.id.empty()) call["id"] = c.id;
+      if (!c.name.empty()) {
+        call["type"] = "function";
+        call["function"] = {{"name", c.name}, {"arguments", c.arguments}};
+      } else {
+        call["function"] = {{"arguments", c.arguments}};
+      }
+      calls.push_back(std::move(call));
+    }
     delta["tool_calls"] = std::move(calls);
   }
   return delta;
 }
 
-ojson chat_chunk_json(const ResponseMeta& m, ojson delta, const std::string& finish_reason, bool with_usage_field) {
-  ojson choice{{"index", 0}, {"delta", std::move(delta)}, {"logprobs", nullptr},
+ojson chat_chunk_json(const ResponseMeta& m, ojson delta, const std::string& finish_reason, bool with_usage_field,
+                      ojson logprobs) {
+  ojson choice{{"index", 0}, {"delta", std::move(delta)}, {"logprobs", std::move(logprobs)},
                {"finish_reason", finish_reason.empty() ? ojson(nullptr) : ojson(finish_reason)}};
   ojson chunk{{"id", m.id},       {"object", "chat.completion.chunk"}, {"created", m.created},
               {"model", m.model}, {"choices", ojson::array({std::move(choice)})}};
@@ -82,8 +139,8 @@ ojson chat_chunk_json(const ResponseMeta& m, ojson delta, const std::string& fin
 }
 
 ojson text_chunk_json(const ResponseMeta& m, const std::string& text, const std::string& finish_reason,
-                      bool with_usage_field) {
-  ojson choice{{"text", text}, {"index", 0}, {"logprobs", nullptr},
+                      bool with_usage_field, ojson logprobs) {
+  ojson choice{{"text", text}, {"index", 0}, {"logprobs", std::move(logprobs)},
                {"finish_reason", finish_reason.empty() ? ojson(nullptr) : ojson(finish_reason)}};
   ojson chunk{{"id", m.id},       {"object", "text_completion"}, {"created", m.created},
               {"model", m.model}, {"choices", ojson::array({std::move(choice)})}};

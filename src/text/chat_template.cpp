@@ -73,7 +73,7 @@ std::string ChatTemplate::render(const nlohmann::ordered_json& messages, const C
   return static_cast<const jinja::Template*>(compiled_.get())->render(vars);
 }
 
-ChatTemplate load_chat_template(const std::string& model_dir) {
+ChatTemplate load_chat_template(const std::string& model_dir, const std::string& template_file) {
   namespace fs = std::filesystem;
   const fs::path dir(model_dir);
   nlohmann::ordered_json config = nlohmann::ordered_json::object();
@@ -85,7 +85,10 @@ ChatTemplate load_chat_template(const std::string& model_dir) {
     }
   }
   std::optional<std::string> source;
-  if (config.contains("chat_template")) {
+  if (!template_file.empty()) {
+    if (!fs::is_regular_file(template_file)) throw InputError("chat template file '" + template_file + "' does not exist");
+    source = read_text(template_file);
+  } else if (config.contains("chat_template")) {
     const auto& ct = config["chat_template"];
     if (ct.is_string()) {
       source = ct.get<std::string>();

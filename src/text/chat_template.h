@@ -37,7 +37,8 @@ class ChatTemplate {
 
 // The template a model folder ships: `chat_template` in tokenizer_config.json (a string, or the
 // entry named "default" of a list), else chat_template.jinja. Throws k2::InputError if there is none.
-ChatTemplate load_chat_template(const std::string& model_dir);
+// template_file, when given, replaces the folder's template text (special tokens still come from the folder).
+ChatTemplate load_chat_template(const std::string& model_dir, const std::string& template_file = "");
 
 // tokenization_kimi.py's deep_sort_dict: every object's keys sorted, recursively through arrays.
 nlohmann::ordered_json deep_sort_keys(const nlohmann::ordered_json& j);

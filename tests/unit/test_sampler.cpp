@@ -1,5 +1,6 @@
 // Sampling filters and determinism: greedy is argmax, top-k / top-p / min-p keep exactly the
-// expected sets, the repetition penalty follows the CTRL rule, and a seed fixes the draws.
+// expected sets, the repetition penalty follows the CTRL rule, a seed fixes the draws, forced choices
+// constrain the first tokens and log-probabilities are those of the raw logits.
 #include <cmath>
 #include <limits>
 
@@ -100,4 +101,49 @@ TEST(Sampler, RejectsBadParameters) {
   p = {};
   p.repetition_penalty = 0.0f;
   EXPECT_THROW(p.validate(), k2::InputError);
+}
+
+// Forced choices: until one sequence is complete only its continuations can be drawn, even against
+// the logits; afterwards sampling is free again.
+TEST(Sampler, ForcedChoicesConstrainTheFirstTokens) {
+  k2::SamplingParams p;
+  p.forced_choices = {{3, 4}, {3, 5}, {1}};
+  k2::Sampler s(p);
+  const mx::array best0 = logits({9, 0, 0, 2, 1, 3});  // argmax 0 is not allowed; of {3, 1}, 3 is best
+  auto draw = [&](const mx::array& l) { return static_cast<int>(s.sample(l, std::nullopt).item<uint32_t>()); };
+  EXPECT_EQ(draw(best0), 3);
+  EXPECT_EQ(draw(best0), 5);  // after 3: {4, 5}, and 5 has the larger logit
+  EXPECT_EQ(draw(best0), 0);  // complete: free
+  k2::Sampler t(p);
+  EXPECT_EQ(static_cast<int>(t.sample(logits({9, 8, 0, 2, 1, 3}), std::nullopt).item<uint32_t>()), 1);
+  EXPECT_EQ(static_cast<int>(t.sample(logits({9, 8, 0, 2, 1, 3}), std::nullopt).item<uint32_t>()), 0);
+}
+
+// Log-probabilities are the log-softmax of the raw logits (worked out here in double), whatever the
+// temperature, with the alternatives most likely first; taken in the order the tokens were drawn.
+TEST(Sampler, LogprobsOfTheRawDistribution) {
+  const std::vector<float> v = {1.0f, 3.0f, 2.0f, -1.0f};
+  double z = 0;
+  for (float x : v) z += std::exp(static_cast<double>(x));
+  auto lp = [&](int i) { return static_cast<float>(v[i] - std::log(z)); };
+  k2::SamplingParams p;
+  p.temperature = 0.7f;
+  p.logprobs = 2;
+  k2::Sampler s(p);
+  mx::array a = s.sample(logits(v), std::nullopt);
+  mx::array b = s.sample(logits({0.0f, 0.0f, 0.0f, 5.0f}), std::nullopt);
+  mx::eval(a, b);
+  const k2::TokenLogprobs first = s.take_logprobs();
+  EXPECT_EQ(first.token, static_cast<int>(a.item<uint32_t>()));
+  EXPECT_NEAR(first.logprob, lp(first.token), 1e-6);
+  ASSERT_EQ(first.top.size(), 2u);
+  EXPECT_EQ(first.top[0].first, 1);
+  EXPECT_NEAR(first.top[0].second, lp(1), 1e-6);
+  EXPECT_EQ(first.top[1].first, 2);
+  EXPECT_EQ(s.take_logprobs().token, static_cast<int>(b.item<uint32_t>()));
+  EXPECT_THROW(s.take_logprobs(), k2::Error);
+  const std::vector<k2::TokenLogprobs> rows = k2::sequence_logprobs(mx::stack({logits(v), logits(v)}, 0), {2, 3}, 1);
+  EXPECT_NEAR(rows[0].logprob, lp(2), 1e-6);
+  EXPECT_NEAR(rows[1].logprob, lp(3), 1e-6);
+  EXPECT_EQ(rows[1].top[0].first, 1);
 }

@@ -9,16 +9,16 @@ namespace {
 
 struct Collected {
   OutputDelta all;
+  std::vector<ToolCall> calls;  // the deltas merged
   bool stopped = false;
 };
 
 Collected run(const std::string& text, OutputOptions options, size_t piece) {
   OutputAssembler a(std::move(options));
   Collected c;
-  auto add = [&](const OutputDelta& d) {
-    c.all.reasoning += d.reasoning;
-    c.all.content += d.content;
-    c.all.tool_calls.insert(c.all.tool_calls.end(), d.tool_calls.begin(), d.tool_calls.end());
+  auto add = [&](OutputDelta d) {
+    merge_tool_deltas(c.calls, d.tool_calls);
+    c.all.append(std::move(d));
   };
   for (size_t i = 0; i < text.size() && !a.stopped(); i += piece) add(a.push(std::string_view(text).substr(i, piece)));
   add(a.finish());
@@ -73,11 +73,11 @@ TEST(ServerOutput, ToolCallSection) {
   for (size_t piece : {1, 7, 1000}) {
     Collected c = run(text, o, piece);
     EXPECT_EQ(c.all.content, "Let me check.") << piece;
-    ASSERT_EQ(c.all.tool_calls.size(), 2u) << piece;
-    EXPECT_EQ(c.all.tool_calls[0].name, "get_weather");
-    EXPECT_EQ(c.all.tool_calls[0].id, "functions.get_weather:0");
-    EXPECT_EQ(c.all.tool_calls[0].arguments, "{\"city\": \"Paris\"}");
-    EXPECT_EQ(c.all.tool_calls[1].name, "get_time");
+    ASSERT_EQ(c.calls.size(), 2u) << piece;
+    EXPECT_EQ(c.calls[0].name, "get_weather");
+    EXPECT_EQ(c.calls[0].id, "functions.get_weather:0");
+    EXPECT_EQ(c.calls[0].arguments, "{\"city\": \"Paris\"}");
+    EXPECT_EQ(c.calls[1].name, "get_time");
   }
   // Without tools the markers are just text.
   EXPECT_EQ(run(text, {}, 3).all.content, text);
@@ -88,7 +88,7 @@ TEST(ServerOutput, MalformedSectionStaysContent) {
   o.parse_tools = true;
   const std::string text = "x<|tool_calls_section_begin|>garbage<|tool_calls_section_end|>";
   Collected c = run(text, o, 4);
-  EXPECT_TRUE(c.all.tool_calls.empty());
+  EXPECT_TRUE(c.calls.empty());
   EXPECT_EQ(c.all.content, text);
 }
 
@@ -96,16 +96,14 @@ TEST(ServerOutput, ForcedCallCutShortIsStillReported) {
   OutputOptions o;
   o.parse_tools = true;
   o.forced_tool_prefix = "<|tool_calls_section_begin|><|tool_call_begin|>functions.f:2<|tool_call_argument_begin|>";
-  o.forced_tool_id = "functions.f:2";
-  o.forced_tool_name = "f";
   Collected cut = run("{\"a\": 1", o, 2);
-  ASSERT_EQ(cut.all.tool_calls.size(), 1u);
-  EXPECT_EQ(cut.all.tool_calls[0].id, "functions.f:2");
-  EXPECT_EQ(cut.all.tool_calls[0].arguments, "{\"a\": 1");
+  ASSERT_EQ(cut.calls.size(), 1u);
+  EXPECT_EQ(cut.calls[0].id, "functions.f:2");
+  EXPECT_EQ(cut.calls[0].arguments, "{\"a\": 1");
   Collected whole = run("{\"a\": 1}<|tool_call_end|><|tool_calls_section_end|>", o, 3);
-  ASSERT_EQ(whole.all.tool_calls.size(), 1u);
-  EXPECT_EQ(whole.all.tool_calls[0].arguments, "{\"a\": 1}");
-  EXPECT_TRUE(whole.all.tool_calls[0].arguments_are_json);
+  ASSERT_EQ(whole.calls.size(), 1u);
+  EXPECT_EQ(whole.calls[0].arguments, "{\"a\": 1}");
+  EXPECT_TRUE(whole.calls[0].arguments_are_json);
 }
 
 }  // namespace

@@ -87,6 +87,7 @@ class ServerService : public ::testing::Test {
 
   struct Outcome {
     OutputDelta all;
+    std::vector<ToolCall> calls;
     std::string finish;
     UsageCounts usage;
   };
@@ -95,9 +96,8 @@ class ServerService : public ::testing::Test {
     Outcome o;
     for (int i = 0; i < 100; ++i) {
       Progress p = running->poll(std::chrono::milliseconds(10));
-      o.all.reasoning += p.delta.reasoning;
-      o.all.content += p.delta.content;
-      o.all.tool_calls.insert(o.all.tool_calls.end(), p.delta.tool_calls.begin(), p.delta.tool_calls.end());
+      merge_tool_deltas(o.calls, p.delta.tool_calls);
+      o.all.append(std::move(p.delta));
       if (p.done) {
         if (p.error) std::rethrow_exception(p.error);
         o.finish = p.finish_reason;
@@ -127,9 +127,9 @@ TEST_F(ServerService, ToolCallsBecomeToolCalls) {
                       "tools": [{"type": "function", "function": {"name": "get_weather"}}]})");
   EXPECT_EQ(o.all.reasoning, "need weather");
   EXPECT_EQ(o.all.content, "On it.");
-  ASSERT_EQ(o.all.tool_calls.size(), 1u) << o.all.content;
-  EXPECT_EQ(o.all.tool_calls[0].name, "get_weather");
-  EXPECT_EQ(o.all.tool_calls[0].arguments, "{\"city\": \"Paris\"}");
+  ASSERT_EQ(o.calls.size(), 1u) << o.all.content;
+  EXPECT_EQ(o.calls[0].name, "get_weather");
+  EXPECT_EQ(o.calls[0].arguments, "{\"city\": \"Paris\"}");
   EXPECT_EQ(o.finish, "tool_calls");
 }
 
@@ -142,9 +142,40 @@ TEST_F(ServerService, ForcedToolCallPrefixesThePrompt) {
   const std::string prompt = tok->decode(gen.last.prompt);
   EXPECT_NE(prompt.find("<|tool_calls_section_begin|><|tool_call_begin|>functions.f:1<|tool_call_argument_begin|>"),
             std::string::npos) << prompt;  // the second call of the conversation is numbered 1
-  ASSERT_EQ(o.all.tool_calls.size(), 1u);
-  EXPECT_EQ(o.all.tool_calls[0].id, "functions.f:1");
-  EXPECT_EQ(o.all.tool_calls[0].arguments, "{\"x\": 1}");
+  ASSERT_EQ(o.calls.size(), 1u);
+  EXPECT_EQ(o.calls[0].id, "functions.f:1");
+  EXPECT_EQ(o.calls[0].arguments, "{\"x\": 1}");
+}
+
+TEST_F(ServerService, RequiredWithSeveralToolsConstrainsTheFirstTokensToTheirHeaders) {
+  gen.script = ids("functions.b:0<|tool_call_argument_begin|>{}<|tool_call_end|><|tool_calls_section_end|><|im_end|>");
+  Outcome o = run(R"({"messages": [{"role": "user", "content": "x"}], "tool_choice": "required",
+      "tools": [{"type": "function", "function": {"name": "a"}}, {"type": "function", "function": {"name": "b"}}]})");
+  const std::string prompt = tok->decode(gen.last.prompt);
+  EXPECT_EQ(prompt.substr(prompt.size() - 47), "<|tool_calls_section_begin|><|tool_call_begin|>");
+  ASSERT_EQ(gen.last.sampling.forced_choices.size(), 2u);
+  EXPECT_EQ(gen.last.sampling.forced_choices[0], ids("functions.a:0<|tool_call_argument_begin|>"));
+  EXPECT_EQ(gen.last.sampling.forced_choices[1], ids("functions.b:0<|tool_call_argument_begin|>"));
+  ASSERT_EQ(o.calls.size(), 1u);
+  EXPECT_EQ(o.calls[0].name, "b");
+  EXPECT_EQ(o.finish, "tool_calls");
+}
+
+TEST_F(ServerService, TemplateOptionsReachTheTemplate) {
+  CompletionService with_kwargs{*tok, ChatTemplate("{{ greeting }}{% for m in messages %}{{ m.content }}|{% endfor %}"
+                                                   "{% if add_generation_prompt %}GEN{% endif %}",
+                                                   nlohmann::ordered_json::object(), false),
+                                gen, [this] {
+                                  ServiceOptions o = opts;
+                                  o.chat_template_kwargs = {{"greeting", "hi:"}};
+                                  return o;
+                                }()};
+  auto text = [&](const std::string& body) { return with_kwargs.prepare(parse_chat_request(body)).prompt_text; };
+  EXPECT_EQ(text(R"({"messages": [{"role": "user", "content": "a"}]})"), "hi:a|GEN");
+  EXPECT_EQ(text(R"({"messages": [{"role": "user", "content": "a"}], "add_generation_prompt": false,
+                     "chat_template_kwargs": {"greeting": "yo:"}})"), "yo:a|");
+  EXPECT_EQ(text(R"({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b "}],
+                     "continue_final_message": true})"), "hi:a|b ");
 }
 
 TEST_F(ServerService, StopSequenceCancelsGeneration) {

@@ -108,6 +108,15 @@ def strict_server(k2mlx, tiny_model):
     s.stop()
 
 
+@pytest.fixture(scope="session")
+def deepseek_server(k2mlx, tiny_model):
+    """The tiny model with DeepSeek-V3.1's chat template (--chat-template), thinking on by default."""
+    s = Server(tiny_model, "--served-model-name", "tiny-ds", "--chat-template", str(TEMPLATE.parent / "deepseek-v3.1.jinja"),
+               "--chat-template-kwargs", '{"thinking": true}', name="deepseek")
+    yield s
+    s.stop()
+
+
 @pytest.fixture
 def make_server(k2mlx, tiny_model):
     """Starts extra servers (flags as arguments; on the tiny model unless `model` is given); each is stopped

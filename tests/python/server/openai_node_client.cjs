@@ -1,5 +1,5 @@
 // Drives a running k2mlx server with the official `openai` npm package: plain and streamed chat,
-// a forced tool call sent back with its result. Prints one JSON object with what it saw.
+// a forced tool call (also streamed, reassembled by the SDK's helper) sent back with its result. Prints one JSON object with what it saw.
 // Usage: node openai_node_client.cjs BASE_URL   (NODE_PATH must reach .deps/node/node_modules)
 const OpenAI = require("openai").default;
 
@@ -31,6 +31,14 @@ async function main() {
   });
   const tc = call.choices[0].message.tool_calls[0];
   out.tool_call = { id: tc.id, name: tc.function.name };
+  // The same call streamed, reassembled by the SDK's own stream helper from the argument deltas.
+  const helper = client.chat.completions.stream({
+    model: "tiny-kimi", messages: [{ role: "user", content: "Weather in Oslo?" }], tools, max_tokens: 6, temperature: 0,
+    tool_choice: { type: "function", function: { name: "get_weather" } },
+  });
+  const streamed = (await helper.finalChatCompletion()).choices[0].message.tool_calls[0];
+  out.streamed_tool_call = { id: streamed.id, name: streamed.function.name, arguments: streamed.function.arguments,
+                             same_arguments: streamed.function.arguments === tc.function.arguments };
   const back = await client.chat.completions.create({
     model: "tiny-kimi", tools, max_tokens: 4, temperature: 0,
     messages: [

@@ -40,6 +40,8 @@ def test_openai_npm_sdk(server, node_env):
     assert out["stream"]["chunks"] >= 3
     assert out["stream"]["usage"]["prompt_tokens_details"]["cached_tokens"] > 0  # same prompt twice
     assert out["tool_call"] == {"id": "functions.get_weather:0", "name": "get_weather"}
+    st = out["streamed_tool_call"]
+    assert (st["id"], st["name"], st["same_arguments"]) == ("functions.get_weather:0", "get_weather", True), st
     assert out["tool_result"]["usage"]["prompt_tokens_details"]["cached_tokens"] > 0
     assert out["error"]["status"] == 404 and "nope" in out["error"]["message"]
 
@@ -54,7 +56,7 @@ def test_chat_page_streams_and_keeps_the_conversation(server, node_env):
     shutil.rmtree(profile, ignore_errors=True)
     assert out["errors"] == []
     assert out["model"] == "tiny-kimi"
-    assert out["bubbles"] == ["msg user", "msg assistant", "msg user", "msg assistant"]
+    assert out["bubbles"] == ["msg user", "msg assistant", "msg user", "msg assistant"]  # before the reload
     for turn in out["turns"]:
         assert turn["answer"].strip(), turn
         assert "tok/s" in turn["stats"]
@@ -62,3 +64,13 @@ def test_chat_page_streams_and_keeps_the_conversation(server, node_env):
     assert "prompt tokens reused" in out["turns"][1]["stats"]
     assert not out["turns"][1]["stats"].endswith(" 0 prompt tokens reused")
     assert server.log().count("/v1/chat/completions 200 stream") == before + 2
+    # Each answer has its own statistics line; a reload brings the conversation back as it was shown.
+    assert len(out["metas"]) == 2 and all("tok/s" in m for m in out["metas"])
+    assert out["after"] == out["before"]
+    # A stopped answer is kept and says so (the server logs the client going away).
+    assert out["stopped"].endswith("(stopped)"), out["stopped"]
+    md = out["markdown"]
+    assert "<strong>b</strong>" in md and "<code>c&lt;d&gt;</code>" in md
+    assert '<pre><code class="language-py">x &lt; y</code></pre>' in md and "<ul><li>one</li><li>two</li></ul>" in md
+    assert "<script>" not in md and "&lt;script&gt;" in md
+    assert out["thinking"] == {"openWhileThinking": True, "openAfterAnswer": False, "summary": "Thinking", "text": "plan"}
