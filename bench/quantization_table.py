@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Quality of each quantization of the tiny test checkpoints against its source, by `k2mlx perplexity`.
 
-  bench/quantization_table.py [--text FILE] [--window N] [--kernels auto|k2|mlx]
+  bench/quantization_table.py [--text FILE] [--window N] [--max-windows N] [--kernels auto|k2|mlx]
 
 Builds (or reuses) the parity suite's checkpoints under tests/.work/ — mlx-lm conversions q2..q8, q4 with groups
 32/128, mixed_3_6 of the bf16 tiny Kimi model, and the FP8 tiny Kimi model requantized at load — and prints a
@@ -44,20 +44,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--text", default=str(ROOT / "README.md"), help="text to score (default: this README)")
     ap.add_argument("--window", type=int, default=64)
+    ap.add_argument("--max-windows", type=int, default=40, help="score at most this many windows (0 = all)")
     ap.add_argument("--kernels", default="auto", choices=["auto", "k2", "mlx"])
     ap.add_argument("--binary", default=str(k2parity.engine_bin()))
     a = ap.parse_args()
     ws = k2parity.Workspace()
-    print(f"text: {Path(a.text).name}, windows of {a.window} tokens (second half scored), float32, "
-          f"--kernels {a.kernels}\n")
+    print(f"text: {Path(a.text).name}, {a.max_windows or 'all'} windows of {a.window} tokens (second half scored), "
+          f"float32, --kernels {a.kernels}\n")
     print("| copy | PPL | source PPL | mean KL (nats) | KL 99 % | KL max | same top-1 | RMS Δp |")
     print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for label, name, base, extra in ROWS:
             out = Path(tmp) / f"{name}.json"
             cmd = [a.binary, "perplexity", "--model", str(ws.path(name)), "--base-model", str(ws.path(base)),
-                   "--text-file", a.text, "--window", str(a.window), "--dtype", "float32", "--kernels", a.kernels,
-                   "--worst", "0", "--json", str(out), "-q", *extra]
+                   "--text-file", a.text, "--window", str(a.window), "--max-windows", str(a.max_windows),
+                   "--dtype", "float32", "--kernels", a.kernels, "--worst", "0", "--json", str(out), "-q", *extra]
             p = subprocess.run(cmd, capture_output=True, text=True)
             if p.returncode != 0:
                 sys.exit(f"{' '.join(cmd)} failed:\n{p.stderr}")
