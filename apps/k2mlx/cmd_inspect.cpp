@@ -1,6 +1,7 @@
 // `k2mlx inspect`: what a model folder holds and what running it costs, from headers only:
 // config summary, quantization per tensor kind (and disagreements with config.json), bytes per
 // layer, and the predicted memory of a layer range at a context length.
+#include <chrono>
 #include <map>
 #include <memory>
 
@@ -27,6 +28,8 @@ struct InspectFlags {
   std::string dtype = "bfloat16";
   bool per_layer = false;
   bool load = false;
+  int load_threads = 0;
+  bool progress = false;
 };
 
 }  // namespace
@@ -45,6 +48,11 @@ Command add_inspect(CLI::App& app) {
   cmd->add_flag("--load", f->load,
                 "Also load the --layers range (embedding only if it starts at 0, lm_head only if it ends at the "
                 "last layer) and report the memory it really takes");
+  cmd->add_option("--load-threads", f->load_threads,
+                  "With --load: threads that read the checkpoint (default: the cores, 2 to 8; 1: read each tensor "
+                  "as it is bound)");
+  cmd->add_flag("--progress", f->progress,
+                "With --load: show the loading progress (GB read, GB/s) on stderr even when it is not a terminal");
   return [f]() {
     if (f->context < 1) throw InputError(fmt::format("--context must be positive, got {}", f->context));
     const mx::Dtype dt = resolve_dtype(f->dtype);
@@ -117,12 +125,18 @@ Command add_inspect(CLI::App& app) {
       o.last_layer = last;
       o.load_embedding = first == 0;
       o.load_head = last == n;
+      o.read_threads = check_load_threads(f->load_threads);
+      o.progress = load_progress_line(f->progress);
+      const auto start = std::chrono::steady_clock::now();
       const size_t before = mx::get_active_memory();
       ModelWeights loaded = load_weights(ck, c, o);
+      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (o.progress) fmt::print(stderr, "\n");
       mx::clear_cache();
       const size_t active = mx::get_active_memory() - before;
       fmt::print("loaded layers [{}, {}): checkpoint bytes {} , bound weight bytes {} , MLX active memory {} , "
                  "peak {}\n", first, last, w, loaded.nbytes(), active, mx::get_peak_memory());
+      fmt::print("load time {:.2f} s ({:.2f} GB/s)\n", secs, secs > 0 ? w / secs / 1e9 : 0.0);
     }
     return 0;
   };

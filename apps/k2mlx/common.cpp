@@ -2,6 +2,7 @@
 #include "common.h"
 
 #include <chrono>
+#include <memory>
 #include <cstdio>
 #include <unistd.h>
 
@@ -28,7 +29,37 @@ void ModelFlags::add_to(CLI::App& app) {
                  "GPU streams always use MLX's")
       ->capture_default_str();
   app.add_option("--threads", threads, "Threads for k2mlx's CPU kernels (default: the physical cores)");
+  app.add_option("--load-threads", load_threads,
+                 "Threads that read the checkpoint while loading (default: the cores, 2 to 8; 1: read each "
+                 "tensor as it is bound)");
   app.add_flag("--quiet,-q", quiet, "No progress bar or statistics on stderr");
+  app.add_flag("--progress", progress, "Show the loading progress (GB read, GB/s) on stderr even when it is not a "
+                                       "terminal");
+}
+
+int check_load_threads(int n) {
+  if (n < 0 || n > 64) throw InputError(fmt::format("--load-threads {} is not between 0 and 64", n));
+  return n;
+}
+
+std::function<void(size_t, size_t)> load_progress_line(bool forced) {
+  const bool tty = isatty(fileno(stderr));
+  if (!tty && !forced) return nullptr;
+  struct State {
+    std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now(), last{};
+  };
+  auto st = std::make_shared<State>();
+  return [st, tty](size_t done, size_t total) {
+    const auto now = std::chrono::steady_clock::now();
+    if (done != total && now - st->last < (tty ? std::chrono::milliseconds(100) : std::chrono::seconds(1))) return;
+    st->last = now;
+    const double frac = total ? static_cast<double>(done) / total : 1.0;
+    const int width = 30, filled = static_cast<int>(frac * width);
+    const double secs = std::chrono::duration<double>(now - st->start).count();
+    fmt::print(stderr, "{}loading [{}{}] {:3.0f}% {:.2f} / {:.2f} GB  {:.2f} GB/s {}", tty ? "\r" : "",
+               std::string(filled, '#'), std::string(width - filled, ' '), frac * 100, done / 1e9, total / 1e9,
+               secs > 0 ? done / secs / 1e9 : 0.0, tty ? "" : "\n");
+  };
 }
 
 mx::Dtype resolve_dtype(const std::string& name) {
@@ -45,6 +76,7 @@ LoadOptions ModelFlags::load_options() const {
   if (kernels != "auto" && kernels != "k2" && kernels != "mlx")
     throw InputError(fmt::format("--kernels '{}' is not one of auto, k2, mlx", kernels));
   if (threads < 0 || threads > 1024) throw InputError(fmt::format("--threads {} is not between 1 and 1024", threads));
+  o.read_threads = check_load_threads(load_threads);
   // The kernels object is cheap when no CPU stream uses it, so auto attaches it everywhere: GPU streams
   // still take MLX's path per call (WeightTensor::uses_cpu_kernels).
   if (kernels != "mlx") o.cpu_kernels = std::make_shared<k2::kernels::CpuKernels>(threads);
@@ -95,21 +127,9 @@ std::string format_bytes(double bytes) {
 }
 
 Model load_model(const ModelFlags& flags, LoadOptions options) {
-  const bool bar = !flags.quiet && isatty(fileno(stderr));
   const auto start = std::chrono::steady_clock::now();
-  auto last_draw = start;
-  if (bar)
-    options.progress = [&](size_t done, size_t total) {
-      const auto now = std::chrono::steady_clock::now();
-      if (done != total && now - last_draw < std::chrono::milliseconds(100)) return;
-      last_draw = now;
-      const double frac = total ? static_cast<double>(done) / total : 1.0;
-      const int width = 30, filled = static_cast<int>(frac * width);
-      const double secs = std::chrono::duration<double>(now - start).count();
-      fmt::print(stderr, "\rloading [{}{}] {:3.0f}% {} / {}  {:.0f} MB/s ", std::string(filled, '#'),
-                 std::string(width - filled, ' '), frac * 100, format_bytes(done), format_bytes(total),
-                 secs > 0 ? done / secs / 1e6 : 0.0);
-    };
+  if (!flags.quiet || flags.progress) options.progress = load_progress_line(flags.progress);
+  const bool bar = static_cast<bool>(options.progress) && isatty(fileno(stderr));
   options.warn = [&](const std::string& msg) {
     if (!flags.quiet) fmt::print(stderr, "{}note: {}\n", bar ? "\n" : "", msg);
   };

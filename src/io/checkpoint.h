@@ -36,6 +36,8 @@ class Checkpoint {
 
   // Reads one tensor (throws CheckpointError if absent).
   mlx::core::array read(const std::string& name) const;
+  // The opened shard that holds a tensor, for readers that fetch its bytes themselves (io/tensor_prefetch.h).
+  const SafetensorsFile& shard_file(const std::string& name) const { return shard(shard_of(name)); }
 
  private:
   struct Shard {

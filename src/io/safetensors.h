@@ -4,13 +4,11 @@
 #pragma once
 
 #include <cstdint>
-#include <fstream>
 #include <map>
-#include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
+#include "mlx/allocator.h"
 #include "mlx/array.h"
 
 namespace k2 {
@@ -39,10 +37,21 @@ std::map<std::string, TensorInfo> parse_safetensors_header(const std::string& he
                                                            uint64_t data_size, uint64_t data_start,
                                                            const std::string& file);
 
+// Host memory for `nbytes` of tensor data from MLX's allocator (so an array owns it without a copy). Where
+// the platform has transparent huge pages (Linux madvise), a large buffer asks for them: the first touch of
+// fresh 4 KiB pages is what limits reading from the page cache (one fault per page, inside read()).
+mlx::core::allocator::Data allocate_tensor_buffer(uint64_t nbytes);
+
+// An array of `t`'s dtype and shape that owns `buffer` (from allocate_tensor_buffer, filled by the caller).
+mlx::core::array tensor_array(const TensorInfo& t, mlx::core::allocator::Data buffer);
+
 class SafetensorsFile {
  public:
   // Opens the file and validates its header. Throws CheckpointError on any problem.
   explicit SafetensorsFile(std::string path);
+  ~SafetensorsFile();
+  SafetensorsFile(const SafetensorsFile&) = delete;
+  SafetensorsFile& operator=(const SafetensorsFile&) = delete;
 
   const std::string& path() const { return path_; }
   const std::map<std::string, TensorInfo>& tensors() const { return tensors_; }
@@ -51,15 +60,23 @@ class SafetensorsFile {
   const TensorInfo& info(const std::string& name) const;
 
   // Reads one tensor's bytes from disk into a new array (F8 types as uint8). Thread-safe.
-  mlx::core::array read(const std::string& name);
+  mlx::core::array read(const std::string& name) const;
+
+  // Reads bytes [begin, begin + len) of tensor `t`'s data (t from this file) into `dst`. Thread-safe:
+  // positional reads, so several threads may read parts of one file at once. Throws CheckpointError
+  // naming the file and tensor when the file ends early (truncated after it was opened) or a read fails.
+  void read_bytes(const TensorInfo& t, uint64_t begin, uint64_t len, char* dst) const;
+
+  // Tells the OS that `t`'s bytes will be read soon, so the disk fetches them while earlier tensors are
+  // copied (posix_fadvise WILLNEED on Linux, F_RDADVISE on macOS; nothing elsewhere). Never fails.
+  void advise_will_read(const TensorInfo& t) const;
 
  private:
   std::string path_;
   uint64_t file_size_ = 0;
   std::map<std::string, TensorInfo> tensors_;
   std::map<std::string, std::string> metadata_;
-  std::ifstream stream_;
-  std::mutex read_mutex_;
+  int fd_ = -1;  // POSIX descriptor, read with pread
 };
 
 // Largest header we accept (MLX's own loader uses the same bound).

@@ -68,6 +68,37 @@ CheckpointBytes count_checkpoint_bytes(const Checkpoint& ck, const ModelConfig& 
   return f;
 }
 
+std::vector<std::vector<std::string>> range_tensor_groups(const Checkpoint& ck, const ModelConfig& c,
+                                                          const ByteRange& r) {
+  // Group 0: embedding; 1 + (layer - first): layers; last: head.
+  const size_t layers = static_cast<size_t>(std::max(0, r.last - r.first));
+  std::vector<std::vector<std::pair<std::pair<std::string, uint64_t>, std::string>>> keyed(layers + 2);
+  for (const auto& name : ck.names()) {
+    const keys::TensorName t = keys::classify(name, c.weight_prefix);
+    size_t g = 0;
+    if (t.layer && *t.layer < c.num_hidden_layers && *t.layer >= r.first && *t.layer < r.last)
+      g = 1 + static_cast<size_t>(*t.layer - r.first);
+    else if (!t.layer && t.kind == keys::Kind::Embed && r.embed)
+      g = 0;
+    else if (!t.layer && (t.kind == keys::Kind::LmHead || t.kind == keys::Kind::FinalNorm) && r.head)
+      g = layers + 1;
+    else
+      continue;
+    try {
+      keyed[g].push_back({{ck.file_of(name).string(), ck.info(name).offset}, name});
+    } catch (const CheckpointError&) {
+      continue;
+    }
+  }
+  std::vector<std::vector<std::string>> groups;
+  for (auto& k : keyed) {
+    std::sort(k.begin(), k.end());
+    auto& out = groups.emplace_back();
+    for (auto& [_, name] : k) out.push_back(std::move(name));
+  }
+  return groups;
+}
+
 Footprint measure_checkpoint(const Checkpoint& ck, const ModelConfig& c) {
   Footprint f;
   static_cast<CheckpointBytes&>(f) = count_checkpoint_bytes(ck, c);

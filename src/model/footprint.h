@@ -48,6 +48,12 @@ struct ByteRange {
 CheckpointBytes count_checkpoint_bytes(const Checkpoint& ckpt, const ModelConfig& config,
                                        const std::optional<ByteRange>& only = std::nullopt);
 
+// The tensors of a range in the order the loader binds them, for reading ahead: the embedding, then each
+// layer in turn, then the final norm and lm_head; within a group in file order. Tensors whose shard cannot
+// be opened are left out (the loader reports them).
+std::vector<std::vector<std::string>> range_tensor_groups(const Checkpoint& ckpt, const ModelConfig& config,
+                                                          const ByteRange& range);
+
 struct Footprint : CheckpointBytes {
   std::vector<KindSummary> kinds;
 };

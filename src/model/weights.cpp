@@ -11,6 +11,7 @@
 #include <fmt/ranges.h>
 
 #include "core/error.h"
+#include "io/tensor_prefetch.h"
 #include "mlx/mlx.h"
 #include "model/footprint.h"
 #include "model/quant.h"
@@ -41,8 +42,8 @@ struct RawWeight {
 
 class Binder {
  public:
-  Binder(const Checkpoint& ckpt, const ModelConfig& c, const LoadOptions& o)
-      : ck_(ckpt), c_(c), o_(o), prefix_(c.weight_prefix) {}
+  Binder(const Checkpoint& ckpt, const ModelConfig& c, const LoadOptions& o, TensorPrefetcher* ahead)
+      : ck_(ckpt), c_(c), o_(o), prefix_(c.weight_prefix), ahead_(ahead) {}
 
   std::string key(const std::string& path) const { return prefix_ + path; }
   bool has(const std::string& path) const { return ck_.contains(key(path)); }
@@ -76,7 +77,7 @@ class Binder {
       throw CheckpointError(fmt::format("tensor '{}': expected a float vector [{}] from config.json, found {} {}",
                                         key(name), n, to_string(ti.dtype), ti.shape_string()));
     mx::array a = guarded(name, [&] {
-      mx::array v = mx::astype(ck_.read(key(name)), dtype);
+      mx::array v = mx::astype(read(key(name)), dtype);
       mx::eval(v);
       return v;
     });
@@ -111,7 +112,7 @@ class Binder {
     if (ti.shape != logical)
       throw CheckpointError(fmt::format("tensor '{}': shape {} does not match {} expected from config.json",
                                         ti.name, ti.shape_string(), shape_str(logical)));
-    RawWeight r{WeightTensor{ck_.read(ti.name), std::nullopt, std::nullopt, std::nullopt}};
+    RawWeight r{WeightTensor{read(ti.name), std::nullopt, std::nullopt, std::nullopt}};
     count(module + keys::kWeight);
     return r;
   }
@@ -138,6 +139,8 @@ class Binder {
 
  private:
   const TensorInfo& info(const std::string& name) const { return ck_.info(key(name)); }
+  // A tensor by its full name, from the read-ahead pool when there is one.
+  mx::array read(const std::string& full_name) { return ahead_ ? ahead_->take(full_name) : ck_.read(full_name); }
 
   // "tensor 'NAME' (FILE): " for the first stored tensor of `module` (or `module` itself when it is a tensor).
   std::string where(const std::string& module) const {
@@ -197,11 +200,11 @@ class Binder {
     if (!declared || !(*declared == q))
       disagreements_.insert(fmt::format("{}: config.json {}, tensors {}", key(module),
                                         declared ? describe(*declared) : "unquantized", describe(q)));
-    WeightTensor t{ck_.read(w.name), ck_.read(s.name), std::nullopt, q};
+    WeightTensor t{read(w.name), read(s.name), std::nullopt, q};
     count(module + keys::kWeight);
     count(module + keys::kScales);
     if (has_biases) {
-      t.biases = ck_.read(key(module + keys::kBiases));
+      t.biases = read(key(module + keys::kBiases));
       count(module + keys::kBiases);
     }
     return RawWeight{std::move(t)};
@@ -225,8 +228,8 @@ class Binder {
       throw CheckpointError(fmt::format("tensor '{}': block scales {} {} do not fit weight {} with {}x{} blocks "
                                         "(expected float [{}, {}])", s.name, to_string(s.dtype), s.shape_string(),
                                         w.shape_string(), block, block, mb, nb));
-    mx::array wf = mx::from_fp8(ck_.read(w.name), mx::bfloat16);
-    mx::array scale = mx::astype(ck_.read(s.name), mx::float32);
+    mx::array wf = mx::from_fp8(read(w.name), mx::bfloat16);
+    mx::array scale = mx::astype(read(s.name), mx::float32);
     const int pm = static_cast<int>(mb * block - m), pn = static_cast<int>(nb * block - n);
     if (pm || pn) wf = mx::pad(wf, {{0, pm}, {0, pn}});
     const int B = static_cast<int>(block);
@@ -255,8 +258,8 @@ class Binder {
     PackedShapes ps{key(module), logical[1], logical[0], w.shape[1], s.shape[1], true, w.shape_string(),
                     s.shape_string()};
     QuantSpec q = infer_quant_spec(ps, QuantSpec{4, 32, "affine"});
-    mx::array packed = mx::view(ck_.read(w.name), mx::uint32);
-    mx::array scales = ck_.read(s.name);
+    mx::array packed = mx::view(read(w.name), mx::uint32);
+    mx::array scales = read(s.name);
     mx::array biases = mx::multiply(scales, mx::array(-8.0f, scales.dtype()));
     count(module + keys::kPacked);
     count(module + keys::kPackedScale);
@@ -268,6 +271,7 @@ class Binder {
   const ModelConfig& c_;
   const LoadOptions& o_;
   std::string prefix_;
+  TensorPrefetcher* ahead_;
   size_t done_ = 0, total_ = 0;
   std::set<std::string> disagreements_;
 };
@@ -458,12 +462,17 @@ ModelWeights load_weights(const Checkpoint& ckpt, const ModelConfig& c, const Lo
   if (o.first_layer < 0 || o.first_layer > last || last > c.num_hidden_layers)
     throw InputError(fmt::format("layer range [{}, {}) is not within the model's {} layers", o.first_layer, last,
                                  c.num_hidden_layers));
-  Binder b(ckpt, c, o);
-
+  const ByteRange range{o.first_layer, last, o.load_embedding, o.load_head};
   // Bytes this range will read, for the progress callback (only this range's shards are opened).
-  const size_t total =
-      count_checkpoint_bytes(ckpt, c, ByteRange{o.first_layer, last, o.load_embedding, o.load_head})
-          .range_bytes(o.first_layer, last, o.load_embedding, o.load_head);
+  const size_t total = count_checkpoint_bytes(ckpt, c, range).range_bytes(o.first_layer, last, o.load_embedding,
+                                                                          o.load_head);
+  // Readers fetch the range's tensors in binding order while the binder converts the ones before them.
+  std::optional<TensorPrefetcher> ahead;
+  const int threads = o.read_threads == 0 ? default_read_threads() : o.read_threads;
+  if (threads > 1)
+    ahead.emplace(ckpt, range_tensor_groups(ckpt, c, range),
+                  PrefetchOptions{threads, o.read_ahead_bytes, PrefetchOptions{}.chunk_bytes});
+  Binder b(ckpt, c, o, ahead ? &*ahead : nullptr);
   b.set_total(total);
 
   ModelWeights w;

@@ -78,6 +78,11 @@ struct LoadOptions {
   std::optional<QuantSpec> fp8_requantize;
   // Quantized matmuls on CPU streams run on these kernels (null: MLX's own quantized kernels).
   std::shared_ptr<kernels::CpuKernels> cpu_kernels;
+  // Reader threads that read tensors ahead of binding (io/tensor_prefetch.h); 0: default_read_threads();
+  // 1: none, each tensor is read on the calling thread when it is bound. The weights are the same either way.
+  int read_threads = 0;
+  // Bytes the readers may hold ahead of binding (one tensor may be larger).
+  uint64_t read_ahead_bytes = 1ull << 30;
   // Called with (bytes done, bytes total) while loading.
   std::function<void(size_t, size_t)> progress;
   // Called once with a summary when tensors disagree with config.json's declared quantization.
