@@ -1,4 +1,4 @@
-// The generation loop: admission checks, round-robin chunked prefill, the batched decode step and
+// The generation loop: admission checks, chunked prefill (fewest tokens left first), the batched decode step and
 // retirement (the cache's held ids go back to the step for prompt reuse). Allocator cache is released every
 // 256 decode steps, as the single-sequence loop did.
 #include "engine/scheduler.h"
@@ -72,20 +72,19 @@ void Scheduler::step() {
 }
 
 void Scheduler::prefill_one() {
-  // The first prefilling sequence at or after next_prefill_ (ids grow with admission), else the first one.
+  // The prompt with the fewest tokens left to prefill (the earliest admitted on a tie): a short request that
+  // arrives during a long prefill waits for one chunk of it at most, and the long one continues afterwards.
   Sequence* pick = nullptr;
-  Sequence* first = nullptr;
+  int pick_left = 0;
   for (Sequence& s : running_) {
     if (s.finished() || s.decoding()) continue;
-    if (!first) first = &s;
-    if (s.id() >= next_prefill_) {
+    const int left = static_cast<int>(s.prompt().size()) - 1 - s.prefilled();
+    if (!pick || left < pick_left) {
       pick = &s;
-      break;
+      pick_left = left;
     }
   }
-  if (!pick) pick = first;
   if (!pick) return;
-  next_prefill_ = pick->id() + 1;
   const std::vector<int>& prompt = pick->prompt();
   const int n = static_cast<int>(prompt.size());
   const int from = pick->prefilled();

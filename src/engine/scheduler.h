@@ -1,5 +1,5 @@
 // The one generation loop. Sequences are admitted into a running batch; each step() prefills one chunk of one
-// waiting prompt (round robin, so a long prompt does not stall the others) and then decodes every running
+// waiting prompt (the one with the fewest tokens left, so a long prompt does not stall short ones) and then decodes every running
 // sequence in one batched ModelStep::decode, retiring each independently when its stop rules say so. Used
 // directly by the command line (run_one) and by the GenerationWorker thread for the server and the pipeline.
 #pragma once
@@ -42,7 +42,6 @@ class Scheduler {
   ModelStep& step_;
   int parallel_;
   int next_id_ = 0;
-  int next_prefill_ = 0;  // round robin over prefilling sequences: the id after the last one served
   long steps_ = 0;
   std::list<Sequence> running_;
 };

@@ -1,4 +1,4 @@
-// The generation loop on a scripted ModelStep (no model): stop rules, cancellation, round-robin chunked
+// The generation loop on a scripted ModelStep (no model): stop rules, cancellation, shortest-first chunked
 // prefill interleaved with decode, batching of every decoding sequence, and the ids handed back for reuse.
 #include <gtest/gtest.h>
 
@@ -116,7 +116,7 @@ TEST(Scheduler, HandleCancelsBetweenSteps) {
   EXPECT_EQ(step.ends[0].held.size(), 4u);  // the chunk that ran stays valid for reuse
 }
 
-TEST(Scheduler, PrefillIsRoundRobinAndInterleavedWithOneBatchedDecode) {
+TEST(Scheduler, ShortPrefillGoesFirstAndIsInterleavedWithOneBatchedDecode) {
   ScriptedStep step;
   k2::Scheduler s(step, 4);
   JobResult lone, longer, shorter;
@@ -125,7 +125,8 @@ TEST(Scheduler, PrefillIsRoundRobinAndInterleavedWithOneBatchedDecode) {
   s.step();
   s.add(job({4, 4, 4, 1}, 2, {}, shorter), std::make_shared<k2::JobHandle>());  // arrives during the long prefill
   drain(s);
-  // Step 1: chunk of seq 1, decode [0]. Step 2: the newcomer's only chunk, decode [0, 2]; step 3: seq 1 again.
+  // Step 1: chunk of seq 1, decode [0]. Step 2: the newcomer (3 tokens left, seq 1 has 8) gets its only chunk,
+  // decode [0, 2]; step 3: seq 1 again.
   ASSERT_GE(step.log.size(), 6u);
   EXPECT_EQ(std::vector<std::string>(step.log.begin(), step.log.begin() + 6),
             (std::vector<std::string>{"p1", "d1", "p2", "d2", "p1", "d2"}));
