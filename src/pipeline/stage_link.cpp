@@ -1,5 +1,5 @@
 // StageLink: blocking send/recv between ring neighbours through mlx::core::distributed, recording which
-// neighbour each call waits on; the per-stage compute steps that both pipeline drivers share.
+// neighbour each call waits on; the prefill compute steps of rank 0 and the followers.
 #include "pipeline/stage_link.h"
 
 #include <cstring>

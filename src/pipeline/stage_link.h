@@ -1,6 +1,6 @@
-// The pipeline wire protocol between ring neighbours, shared by the one-shot StageRunner and the serving
-// pipeline: 4-int headers, hidden states, int payloads and sampled ids, plus the per-stage steps built
-// on them (embed-and-send on rank 0, receive-run-forward on the others, sampling on the last rank).
+// The pipeline wire protocol between ring neighbours, used by PipelineStep / follow() (pipeline_step.h):
+// 4-int headers, hidden states, int payloads and sampled ids, plus the prefill steps built on them
+// (embed-and-send on rank 0, receive-run-forward on the others).
 #pragma once
 
 #include <atomic>
