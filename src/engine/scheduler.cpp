@@ -28,11 +28,12 @@ void Scheduler::add(GenerationJob job, std::shared_ptr<JobHandle> handle, double
                                    prompt.size(), step_.max_positions()));
     s.job().sampling.validate();
     if (s.job().max_tokens < 0) throw InputError(fmt::format("max_tokens must be >= 0, got {}", s.job().max_tokens));
+    // Scoring the prompt is a request of its own (echo with max_tokens 0 only scores).
+    if (s.job().prompt_logprobs && prompt.size() > 1 && !s.cancelled())
+      s.result().prompt_logprobs = step_.score_prompt(prompt, std::max(0, s.job().sampling.logprobs));
     if (s.job().max_tokens == 0 || s.cancelled()) {
       s.finish(s.cancelled() ? "cancelled" : "length");
     } else {
-      if (s.job().prompt_logprobs && prompt.size() > 1)
-        s.result().prompt_logprobs = step_.score_prompt(prompt, std::max(0, s.job().sampling.logprobs));
       const int reused = step_.begin(s.id(), prompt, s.job().sampling);
       s.result().cached_tokens = reused;
       s.set_prefilled(reused);
