@@ -5,6 +5,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <iostream>
 #include <memory>
 
@@ -13,7 +14,8 @@
 #include "commands.h"
 #include "common.h"
 #include "core/error.h"
-#include "engine/generate.h"
+#include "engine/local_step.h"
+#include "engine/scheduler.h"
 #include "engine/sampler.h"
 #include "prefill_flags.h"
 #include "sampling_flags.h"
@@ -37,12 +39,6 @@ extern "C" void on_sigint(int) {
   static const char bye[] = "\n";
   std::fwrite(bye, 1, 1, stdout);
   std::_Exit(0);
-}
-
-size_t common_prefix(const std::vector<int>& a, const std::vector<int>& b) {
-  size_t n = 0;
-  while (n < a.size() && n < b.size() && a[n] == b[n]) ++n;
-  return n;
 }
 
 struct ChatFlags {
@@ -83,16 +79,12 @@ Command add_chat(CLI::App& app) {
     TextModel text = TextModel::load(f->model.model_dir);
     if (!text.chat_template) throw InputError("chat needs a chat template in the model folder");
     Model model = load_model(f->model, f->model.load_options());
-    Session session(model);
-    Sampler sampler(f->sampling);
-    GenerateOptions opts;
-    opts.max_tokens = f->max_tokens;
-    opts.prefill = f->prefill.chunking();
-    opts.stop_tokens = text.stop_tokens(model.config().eos_token_ids);
+    // One prompt kept for reuse: the next turn extends this conversation, so only its new tokens are prefilled.
+    LocalStep step(model, f->prefill.chunking(), PromptCacheOptions{std::numeric_limits<size_t>::max(), 1});
+    const std::vector<int> stops = stop_tokens(model.config(), &text);
 
     nlohmann::ordered_json history = nlohmann::ordered_json::array();
     if (!f->system.empty()) history.push_back({{"role", "system"}, {"content", f->system}});
-    std::vector<int> cached;  // the token ids whose KV entries the session holds
     std::signal(SIGINT, on_sigint);
     if (!f->model.quiet)
       fmt::print(stderr, "chat with {} — Ctrl-D to leave, Ctrl-C to stop an answer, /reset to start over\n",
@@ -120,33 +112,26 @@ Command add_chat(CLI::App& app) {
         std::fputc('\n', stderr);
       }
       const std::vector<int> prompt = text.tokenizer->encode(rendered, /*allow_special=*/true);
-      // Reuse the cache for the common prefix; at least one token must be fed to get logits.
-      const size_t keep = std::min(common_prefix(cached, prompt), prompt.size() - 1);
-      session.trim_to(static_cast<int>(keep));
-      const std::vector<int> fresh(prompt.begin() + static_cast<long>(keep), prompt.end());
-      opts.history.assign(prompt.begin(), prompt.begin() + static_cast<long>(keep));  // repetition-penalty window
-
+      GenerationJob job;
+      job.prompt = prompt;
+      job.sampling = f->sampling;
+      job.max_tokens = f->max_tokens;
+      job.stop_tokens = stops;
       TextPrinter printer(*text.tokenizer);
-      g_interrupted = false;
-      g_generating = true;
-      GenerationStats stats = generate(session, fresh, sampler, opts, [&](int id) {
+      job.on_token = [&](int id) {
         printer(id);
         return !g_interrupted.load();
-      });
+      };
+      g_interrupted = false;
+      g_generating = true;
+      const JobResult stats = run_one(step, std::move(job));
       g_generating = false;
       printer.finish();
       fmt::print("\n");
       if (!f->model.quiet)
         fmt::print(stderr, "[{} new prompt tokens ({} reused), {:.1f} tok/s prefill; {} tokens, {:.1f} tok/s{}]\n",
-                 fresh.size(), keep, stats.prefill_tps(), stats.tokens.size(), stats.decode_tps(),
-                 stats.finish_reason == "cancelled" ? ", interrupted" : "");
-
-      // What the session's cache now holds: the prompt, the answer and possibly the stop token.
-      std::vector<int> fed = prompt;
-      fed.insert(fed.end(), stats.tokens.begin(), stats.tokens.end());
-      if (stats.stop_token >= 0) fed.push_back(stats.stop_token);
-      fed.resize(std::min(fed.size(), static_cast<size_t>(session.length())));
-      cached = std::move(fed);
+                   stats.prompt_tokens - stats.cached_tokens, stats.cached_tokens, stats.prefill_tps(),
+                   stats.tokens.size(), stats.decode_tps(), stats.finish_reason == "cancelled" ? ", interrupted" : "");
 
       const ParsedOutput parsed = parse_model_output(text.decode_known(stats.tokens));
       nlohmann::ordered_json reply = {{"role", "assistant"}, {"content", parsed.content}};

@@ -1,6 +1,8 @@
 // `k2mlx generate`: streams generated tokens for a prompt (ids or text, from flags, files or stdin), then
 // prints prefill and decode speed and peak memory; --print-prompt shows the rendered prompt instead.
+#include <chrono>
 #include <fstream>
+#include <limits>
 #include <memory>
 
 #include <fmt/format.h>
@@ -9,7 +11,9 @@
 #include "commands.h"
 #include "common.h"
 #include "core/error.h"
-#include "engine/generate.h"
+#include "engine/local_step.h"
+#include "engine/scheduler.h"
+#include "batch_jobs.h"
 #include "engine/sampler.h"
 #include "mlx/mlx.h"
 #include "prefill_flags.h"
@@ -32,7 +36,38 @@ struct GenerateFlags {
   std::string ids_out;
   std::string stats_json;
   bool ignore_eos = false;
+  std::string batch, batch_out = "-";
+  int parallel = 4;
+  double prompt_cache_mib = 0;
 };
+
+// --batch: every line of the file through the engine together; results as JSON lines.
+int generate_batch(GenerateFlags& f) {
+  f.sampling.validate();
+  std::optional<TextModel> text;
+  try {
+    text = TextModel::load(f.model.model_dir);  // for "prompt" lines; a folder without a tokenizer takes "ids" only
+  } catch (const InputError&) {
+  }
+  Model model = load_model(f.model, f.model.load_options());
+  BatchItem defaults;
+  defaults.job.sampling = f.sampling;
+  defaults.job.max_tokens = f.max_tokens;
+  if (!f.ignore_eos) defaults.job.stop_tokens = stop_tokens(model.config(), text ? &*text : nullptr);
+  std::vector<BatchItem> items = read_batch(f.batch, defaults, text ? &*text : nullptr);
+  LocalStep step(model, f.prefill.chunking(),
+                 PromptCacheOptions{static_cast<size_t>(f.prompt_cache_mib * 1024 * 1024), 8});
+  const auto start = std::chrono::steady_clock::now();
+  const std::vector<JobResult> results = run_batch(step, f.parallel, std::move(items));
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  write_batch(f.batch_out == "-" ? "/dev/stdout" : f.batch_out, results);
+  size_t generated = 0;
+  for (const JobResult& r : results) generated += r.tokens.size();
+  if (!f.model.quiet)
+    fmt::print(stderr, "batch: {} sequences, {} at a time | {} tokens generated in {:.3f} s, {:.2f} tok/s overall\n",
+               results.size(), f.parallel, generated, seconds, seconds > 0 ? generated / seconds : 0.0);
+  return 0;
+}
 
 }  // namespace
 
@@ -53,7 +88,24 @@ Command add_generate(CLI::App& app) {
   cmd->add_option("--stats-json", f->stats_json,
                   "Write the run's statistics (token counts, tok/s, peak memory) as JSON to this file");
   cmd->add_flag("--ignore-eos", f->ignore_eos, "Do not stop at the model's end-of-sequence tokens");
+  cmd->add_option("--batch", f->batch,
+                  "Generate for every line of this JSON-lines file together (continuous batching) instead of one "
+                  "prompt: {\"ids\": [..]} or {\"prompt\": \"..\"} plus optional max_tokens, temperature, top_k, "
+                  "top_p, min_p, seed, stop_tokens, cancel_after");
+  cmd->add_option("--batch-out", f->batch_out, "With --batch: where the results go, one JSON line each (- = stdout)")
+      ->capture_default_str();
+  cmd->add_option("--parallel", f->parallel, "With --batch: sequences decoded together")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--prompt-cache-mib", f->prompt_cache_mib,
+                  "With --batch: memory for KV caches of finished prompts that later lines may extend (0 = off)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   return [f]() {
+    if (!f->batch.empty()) {
+      if (f->prompt.has_ids() || f->prompt.has_text()) throw InputError("--batch replaces --ids / --prompt; give one");
+      return generate_batch(*f);
+    }
     f->prompt.check("generate");
     f->sampling.validate();
     // Text mode: a tokenizer turns the prompt into ids and the generated ids back into text.
@@ -67,18 +119,22 @@ Command add_generate(CLI::App& app) {
     }
     const std::vector<int> prompt_ids = f->prompt.token_ids(text);
     Model model = load_model(f->model, f->model.load_options());
-    Session session(model);
-    Sampler sampler(f->sampling);
-    GenerateOptions opts;
-    opts.max_tokens = f->max_tokens;
-    opts.prefill = f->prefill.chunking();
-    if (!f->ignore_eos)
-      opts.stop_tokens = text ? text->stop_tokens(model.config().eos_token_ids) : model.config().eos_token_ids;
+    // One sequence through the engine's loop; its cache stays in the step's prompt cache for the statistics.
+    LocalStep step(model, f->prefill.chunking(), PromptCacheOptions{std::numeric_limits<size_t>::max(), 1});
+    GenerationJob job;
+    job.prompt = prompt_ids;
+    job.sampling = f->sampling;
+    job.max_tokens = f->max_tokens;
+    if (!f->ignore_eos) job.stop_tokens = stop_tokens(model.config(), text ? &*text : nullptr);
     TokenOutput output(text ? text->tokenizer.get() : nullptr);
-    GenerationStats stats = generate(session, prompt_ids, sampler, opts, [&](int id) {
+    job.on_token = [&](int id) {
       output(id);
       return true;
-    });
+    };
+    mx::reset_peak_memory();
+    const JobResult stats = run_one(step, std::move(job));
+    const size_t peak_memory = mx::get_peak_memory();
+    const size_t kv_bytes = step.cache_bytes();
     output.finish();
     fmt::print("\n");
     std::fflush(stdout);  // the statistics below go to stderr; keep them after the text
@@ -94,17 +150,16 @@ Command add_generate(CLI::App& app) {
           "{{\"prompt_tokens\": {}, \"generated_tokens\": {}, \"prefill_tps\": {}, \"decode_tps\": {}, "
           "\"prefill_seconds\": {}, \"decode_seconds\": {}, \"peak_memory\": {}, \"kv_cache_bytes\": {}, "
           "\"weight_bytes\": {}, \"finish_reason\": \"{}\"}}\n",
-          stats.prompt_tokens, stats.tokens.size(), stats.prefill_tps(), stats.decode_tps(), stats.prefill_seconds,
-          stats.decode_seconds, stats.peak_memory, session.cache().nbytes(), model.weights().nbytes(),
-          stats.finish_reason);
+          stats.prompt_tokens, stats.tokens.size(), stats.prefill_tps(), stats.decode_tps(), stats.first_token_seconds,
+          stats.decode_seconds, peak_memory, kv_bytes, model.weights().nbytes(), stats.finish_reason);
     }
     if (!f->model.quiet)
       fmt::print(stderr,
                  "prompt: {} tokens, {:.2f} tok/s | generation: {} tokens, {:.2f} tok/s | finish: {} | "
                  "peak memory: {} | KV cache: {} ({} per token)\n",
                  stats.prompt_tokens, stats.prefill_tps(), stats.tokens.size(), stats.decode_tps(),
-                 stats.finish_reason, format_bytes(static_cast<double>(stats.peak_memory)),
-                 format_bytes(static_cast<double>(session.cache().nbytes())),
+                 stats.finish_reason, format_bytes(static_cast<double>(peak_memory)),
+                 format_bytes(static_cast<double>(kv_bytes)),
                  format_bytes(static_cast<double>(kv_bytes_per_token(model.config(), model.last_layer() - model.first_layer(),
                                                                      mx::size_of(model.dtype())))));
     return 0;

@@ -15,7 +15,10 @@
 #include "mlx/mlx.h"
 #include "model/footprint.h"
 #include "pipeline/launcher.h"
-#include "pipeline/stage_runner.h"
+#include "engine/local_step.h"
+#include "engine/scheduler.h"
+#include "pipeline/pipeline_step.h"
+#include "batch_jobs.h"
 #include "prefill_flags.h"
 #include "sampling_flags.h"
 #include "prompt_input.h"
@@ -34,6 +37,8 @@ struct PipelineFlags {
   std::string ids_out, logits_out, stats_out;
   bool all_positions = false, no_overlap = false, ignore_eos = false;
   int max_tokens = 32;
+  std::string batch, batch_out = "-";
+  int parallel = 4;
   PrefillFlags prefill;
   SamplingParams sampling;
 };
@@ -61,6 +66,14 @@ Command add_pipeline(CLI::App& app) {
   f->stage.add_to(*cmd);
   f->prefill.add_to(*cmd);  // chunks flow through the stages back to back
   cmd->add_flag("--no-overlap", f->no_overlap, "Wait for the last stage after each prefill chunk (baseline for the bench)");
+  cmd->add_option("--batch", f->batch,
+                  "Generate for every line of this JSON-lines file together, as `generate --batch` (rank 0 writes the "
+                  "results)");
+  cmd->add_option("--batch-out", f->batch_out, "With --batch: where rank 0 writes the results (- = stdout)")
+      ->capture_default_str();
+  cmd->add_option("--parallel", f->parallel, "With --batch: sequences in flight together")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   cmd->add_option("--stats-out", f->stats_out, "Write this rank's statistics as JSON ('{rank}' is replaced)");
   return [f]() {
     try {
@@ -74,11 +87,12 @@ Command add_pipeline(CLI::App& app) {
 
 int run_rank(PipelineFlags& flags) {
   auto* f = &flags;
-  {
-    f->prompt.check("pipeline");
+    const bool batch = !f->batch.empty();
+    if (batch && (f->prompt.has_ids() || f->prompt.has_text())) throw InputError("--batch replaces --ids / --prompt; give one");
+    if (!batch) f->prompt.check("pipeline");
     std::optional<TextModel> text;
     if (f->prompt.has_text()) text = TextModel::load(f->model.model_dir);
-    const std::vector<int> ids = f->prompt.token_ids(text);
+    const std::vector<int> ids = batch ? std::vector<int>{} : f->prompt.token_ids(text);
     f->sampling.validate();
     install_crash_handler();
     mx::distributed::Group group = join_group(f->stage);
@@ -96,45 +110,85 @@ int run_rank(PipelineFlags& flags) {
     mx::clear_cache();
     const size_t loaded_active = mx::get_active_memory() - active_before;
 
-    PipelineOptions po;
+    PipelineStepOptions po;
     po.prefill = f->prefill.chunking();
     po.overlap = !f->no_overlap;
-    StageRunner runner(stage, group, po);
-    set_crash_link(&runner.link());
+    po.slots = batch ? f->parallel : 1;
+    StageLink link(stage, group);
+    set_crash_link(&link);
     // MLX reports a vanished neighbour as a plain runtime_error from eval; name the rank instead.
-    auto guarded = [&](auto&& body) { return cli::guarded(runner.link(), body); };
-    guarded([&] { runner.handshake(); return 0; });
+    auto guarded = [&](auto&& body) { return cli::guarded(link, body); };
+    guarded([&] { link.handshake(); return 0; });
     if (!f->model.quiet)
       fmt::print(stderr, "[rank {}/{}] layers [{}, {}){}{} ready\n", rank, size, o.first_layer, o.last_layer,
                  o.load_embedding ? " +embedding" : "", o.load_head ? " +lm_head" : "");
 
-    PipelineResult result;
-    if (!f->logits_out.empty()) {
-      result = guarded([&] { return runner.logits(ids, f->all_positions); });
-      if (result.logits) save_npy_float32(f->logits_out, *result.logits);
+    if (!batch) link.check_ids(ids);  // on every rank, so that a bad prompt stops them all with the same message
+    // Rank 0 drives the engine's loop (one sequence) through the stages; the other ranks follow it.
+    JobResult result;
+    std::vector<int> tokens;  // the emitted ids, identical on every rank
+    if (batch) {
+      if (rank == 0) {
+        BatchItem defaults;
+        defaults.job.sampling = f->sampling;
+        defaults.job.max_tokens = f->max_tokens;
+        if (!f->ignore_eos) defaults.job.stop_tokens = stop_tokens(config, nullptr);
+        std::vector<BatchItem> items = read_batch(f->batch, defaults, nullptr);
+        std::unique_ptr<ModelStep> step;
+        if (size == 1) step = std::make_unique<LocalStep>(stage, po.prefill, PromptCacheOptions{0, 0});
+        else step = std::make_unique<PipelineStep>(link, po);
+        const std::vector<JobResult> results = guarded([&] { return run_batch(*step, f->parallel, std::move(items)); });
+        step->finish();
+        write_batch(f->batch_out == "-" ? "/dev/stdout" : f->batch_out, results);
+      } else {
+        guarded([&] { return follow(link); });
+      }
+    } else if (!f->logits_out.empty()) {
+      std::optional<mx::array> logits;
+      if (size == 1) {
+        Session session(stage);
+        logits = mx::astype(session.prefill(ids, po.prefill, f->all_positions), mx::float32);
+      } else if (rank == 0) {
+        guarded([&] { pipeline_logits(link, ids, f->all_positions, po); return 0; });
+      } else {
+        logits = guarded([&] { return follow(link); }).logits;
+      }
+      if (logits) save_npy_float32(f->logits_out, *logits);
+      result.prompt_tokens = static_cast<int>(ids.size());
     } else {
-      GenerateOptions go;
-      go.max_tokens = f->max_tokens;
-      if (!f->ignore_eos) go.stop_tokens = text ? text->stop_tokens(config.eos_token_ids) : config.eos_token_ids;
       TokenOutput output(text && rank == 0 ? text->tokenizer.get() : nullptr);
-      result = guarded([&] {
-        return runner.generate(ids, f->sampling, go, [&](int id) {
+      if (rank == 0) {
+        GenerationJob job;
+        job.prompt = ids;
+        job.sampling = f->sampling;
+        job.max_tokens = f->max_tokens;
+        if (!f->ignore_eos) job.stop_tokens = stop_tokens(config, text ? &*text : nullptr);
+        job.on_token = [&](int id) {
           output(id);
           return true;
-        });
-      });
+        };
+        std::unique_ptr<ModelStep> step;
+        if (size == 1) step = std::make_unique<LocalStep>(stage, po.prefill, PromptCacheOptions{0, 0});
+        else step = std::make_unique<PipelineStep>(link, po);
+        result = guarded([&] { return run_one(*step, std::move(job)); });
+        step->finish();
+        tokens = result.tokens;
+      } else {
+        const FollowStats fs = guarded([&] { return follow(link); });
+        tokens = fs.last_tokens;
+      }
       output.finish();
       if (rank == 0) fmt::print("\n");
       const bool placeholder = f->ids_out.find("{rank}") != std::string::npos;
       if (!f->ids_out.empty() && (placeholder || rank == 0)) {
         std::ofstream out(for_rank(f->ids_out, rank));
         if (!out) throw InputError(fmt::format("{}: cannot open for writing", for_rank(f->ids_out, rank)));
-        out << fmt::format("[{}]\n", fmt::join(result.tokens, ", "));
+        out << fmt::format("[{}]\n", fmt::join(tokens, ", "));
       }
       if (!f->model.quiet && rank == 0 && result.decode_seconds > 0 && result.tokens.size() > 1)
         fmt::print(stderr, "prompt: {} tokens in {:.3f} s | generation: {} tokens, {:.2f} tok/s | finish: {}\n",
-                   result.prompt_tokens, result.prefill_seconds, result.tokens.size(),
-                   (result.tokens.size() - 1) / result.decode_seconds, result.finish_reason);
+                   result.prompt_tokens, result.first_token_seconds, result.tokens.size(), result.decode_tps(),
+                   result.finish_reason);
     }
     if (!f->stats_out.empty()) {
       const Footprint fp = measure_checkpoint(Checkpoint(f->model.model_dir), config);
@@ -149,11 +203,10 @@ int run_rank(PipelineFlags& flags) {
                           {"checkpoint_total_bytes", fp.total()},
                           {"active_memory_after_load", loaded_active},
                           {"peak_memory", mx::get_peak_memory()},
-                          {"tokens", result.tokens},
-                          {"sampled", result.sampled},
+                          {"tokens", tokens},
                           {"finish_reason", result.finish_reason},
                           {"prompt_tokens", result.prompt_tokens},
-                          {"prefill_seconds", result.prefill_seconds},
+                          {"prefill_seconds", result.first_token_seconds},
                           {"decode_seconds", result.decode_seconds}};
       std::ofstream out(for_rank(f->stats_out, rank));
       if (!out) throw InputError(fmt::format("{}: cannot open for writing", for_rank(f->stats_out, rank)));
@@ -163,7 +216,6 @@ int run_rank(PipelineFlags& flags) {
     if (size > 1) guarded([&] { mx::eval(mx::distributed::all_sum(mx::array(1.0f), group)); return 0; });
     set_crash_link(nullptr);
     return 0;
-  }
 }
 
 }  // namespace k2::cli

@@ -15,10 +15,11 @@
 #include "commands.h"
 #include "common.h"
 #include "core/error.h"
+#include "engine/local_step.h"
 #include "engine/worker.h"
 #include "mlx/mlx.h"
 #include "pipeline/launcher.h"
-#include "pipeline/pipeline_generator.h"
+#include "pipeline/pipeline_step.h"
 #include "prefill_flags.h"
 #include "rank_setup.h"
 #include "server/completion_service.h"
@@ -37,6 +38,7 @@ struct ServeFlags {
   int context = 0;
   int max_tokens = 4096;
   size_t queue = 16;
+  int parallel = 4;
   double prompt_cache_mib = 2048;
   int prompt_cache_entries = 8;
   PrefillFlags prefill;
@@ -97,7 +99,7 @@ void serve_http(ServeFlags& f, const TextModel& text, const ModelConfig& config,
   so.model_aliases = {f.model.model_dir};
   so.context = f.context > 0 ? f.context : max_context;
   so.default_max_tokens = f.max_tokens;
-  so.stop_tokens = text.stop_tokens(config.eos_token_ids);
+  so.stop_tokens = stop_tokens(config, &text);
   so.chat_template_kwargs = parse_template_kwargs(f.chat_template_kwargs);
   so.separate_reasoning = f.reasoning_format == "separate";
   CompletionService service(*text.tokenizer, text.chat_template, worker, so);
@@ -124,10 +126,12 @@ void serve_http(ServeFlags& f, const TextModel& text, const ModelConfig& config,
 WorkerOptions worker_options(const ServeFlags& f) {
   WorkerOptions wo;
   wo.max_queue = f.queue;
-  wo.prefill = f.prefill.chunking();
-  wo.prompt_cache.max_bytes = static_cast<size_t>(f.prompt_cache_mib * 1024 * 1024);
-  wo.prompt_cache.max_entries = f.prompt_cache_entries;
+  wo.parallel = f.parallel;
   return wo;
+}
+
+PromptCacheOptions prompt_cache_options(const ServeFlags& f) {
+  return PromptCacheOptions{static_cast<size_t>(f.prompt_cache_mib * 1024 * 1024), f.prompt_cache_entries};
 }
 
 void check_context(const ServeFlags& f, const ModelConfig& config) {
@@ -136,7 +140,7 @@ void check_context(const ServeFlags& f, const ModelConfig& config) {
     throw InputError(fmt::format("--context must be between 1 and the model's {} tokens, got {}", max_context, f.context));
 }
 
-// One rank of a pipeline job: rank 0 serves HTTP with a PipelineJobRunner, the others follow it.
+// One rank of a pipeline job: rank 0 serves HTTP with a PipelineStep under the engine, the others follow it.
 // Returns nothing when the job has a single rank (then the caller serves locally).
 std::optional<int> serve_pipeline(ServeFlags& f, sigset_t signals) {
   install_crash_handler();
@@ -163,19 +167,20 @@ std::optional<int> serve_pipeline(ServeFlags& f, sigset_t signals) {
                rank == 0 ? ", serving HTTP" : ", following rank 0");
   if (rank > 0) {
     pthread_sigmask(SIG_UNBLOCK, &signals, nullptr);  // the launcher stops followers with SIGTERM
-    const FollowStats stats = guarded(link, [&] { return follow_requests(link); });
+    const FollowStats stats = guarded(link, [&] { return follow(link); });
     if (!f.model.quiet)
       fmt::print(stderr, "[rank {}/{}] rank 0 shut the job down after {} requests ({} cancelled)\n", rank, size,
                  stats.requests, stats.cancelled);
   } else {
     LostPipeline lost;
-    PipelineServeOptions po;
+    PipelineStepOptions po;
     po.prefill = f.prefill.chunking();
     po.reuse_prompts = f.prompt_cache_mib > 0 && f.prompt_cache_entries > 0;
-    auto runner = std::make_unique<PipelineJobRunner>(
+    po.slots = f.parallel;
+    auto step = std::make_unique<PipelineStep>(
         link, po, [&](const std::exception& e) { lost.report(peer_lost(e, link).what()); });
     {
-      GenerationWorker worker(std::move(runner), worker_options(f));  // its destructor sends kShutdown
+      GenerationWorker worker(std::move(step), worker_options(f));  // its destructor sends kShutdown
       serve_http(f, *text, config, worker, signals, &lost);
     }
     if (lost.lost()) return kExitPeerLost;
@@ -201,7 +206,10 @@ Command add_serve(CLI::App& app) {
   cmd->add_option("--context", f->context,
                   "Tokens per request, prompt + completion (default: the model's max_position_embeddings)");
   cmd->add_option("--max-tokens", f->max_tokens, "Completion limit for chat requests that set none")->capture_default_str();
-  cmd->add_option("--queue", f->queue, "Requests that may wait for the generation worker before new ones get 503")
+  cmd->add_option("--parallel", f->parallel,
+                  "Sequences generated together (continuous batching); further requests wait in the queue")
+      ->capture_default_str();
+  cmd->add_option("--queue", f->queue, "Requests that may wait for a place in the batch before new ones get 503")
       ->capture_default_str();
   cmd->add_option("--prompt-cache-mib", f->prompt_cache_mib,
                   "Memory for KV caches of earlier prompts, reused by follow-up turns (0 = off)")
@@ -222,6 +230,7 @@ Command add_serve(CLI::App& app) {
   cmd->add_flag("!--no-log-requests", f->http.log_requests, "Do not log one line per request");
   return [f]() {
     if (f->queue < 1) throw InputError("--queue must be at least 1");
+    if (f->parallel < 1) throw InputError(fmt::format("--parallel must be at least 1, got {}", f->parallel));
     if (f->max_tokens < 1) throw InputError(fmt::format("--max-tokens must be at least 1, got {}", f->max_tokens));
     if (f->prompt_cache_mib < 0) throw InputError("--prompt-cache-mib must be >= 0");
     parse_template_kwargs(f->chat_template_kwargs);  // refuse bad JSON before loading the model
@@ -244,7 +253,8 @@ Command add_serve(CLI::App& app) {
     TextModel text = TextModel::load(f->model.model_dir, f->chat_template);
     Model model = load_model(f->model, f->model.load_options());
     check_context(*f, model.config());
-    GenerationWorker worker(model, worker_options(*f));
+    GenerationWorker worker(std::make_unique<LocalStep>(model, f->prefill.chunking(), prompt_cache_options(*f)),
+                            worker_options(*f));
     serve_http(*f, text, model.config(), worker, signals, nullptr);
     return 0;
   };

@@ -29,10 +29,11 @@ TextModel TextModel::load(const std::string& model_dir, const std::string& templ
   return t;
 }
 
-std::vector<int> TextModel::stop_tokens(const std::vector<int>& model_eos) const {
-  std::vector<int> out = model_eos;
-  for (const char* name : {"<|im_end|>", "[EOS]", "<｜end▁of▁sentence｜>"})
-    if (auto id = tokenizer->special_token_id(name)) out.push_back(*id);
+std::vector<int> stop_tokens(const ModelConfig& config, const TextModel* text) {
+  std::vector<int> out = config.eos_token_ids;
+  if (text)
+    for (const char* name : {"<|im_end|>", "[EOS]", "<｜end▁of▁sentence｜>"})
+      if (auto id = text->tokenizer->special_token_id(name)) out.push_back(*id);
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;

@@ -9,12 +9,19 @@
 
 #include <nlohmann/json.hpp>
 
-#include "engine/generate.h"
 #include "text/chat_template.h"
 #include "text/streaming_decoder.h"
+#include "model/config.h"
 #include "text/tokenizer.h"
 
 namespace k2::cli {
+
+struct TextModel;
+
+// The ids that end generation, for every command (generate, chat, pipeline, serve): the checkpoint's eos ids
+// (config.json + generation_config.json, see load_model_config) plus <|im_end|> / [EOS] / <｜end▁of▁sentence｜>
+// when the tokenizer has them (`text` may be null: ids in, ids out).
+std::vector<int> stop_tokens(const ModelConfig& config, const TextModel* text);
 
 struct TextModel {
   std::unique_ptr<Tokenizer> tokenizer;
@@ -23,9 +30,6 @@ struct TextModel {
   // Loads the tokenizer (required) and the chat template (optional) of a model folder; template_file
   // (optional) replaces the folder's template.
   static TextModel load(const std::string& model_dir, const std::string& template_file = "");
-
-  // Stop ids: the model's eos ids plus <|im_end|> / [EOS] / <｜end▁of▁sentence｜> when the tokenizer has them.
-  std::vector<int> stop_tokens(const std::vector<int>& model_eos) const;
 
   // A prompt as ids: the text itself, or (chat) a user turn after an optional system message, rendered
   // with the model's chat template including the generation prompt.

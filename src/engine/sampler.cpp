@@ -184,4 +184,28 @@ mx::array Sampler::draw(const mx::array& raw, const std::optional<mx::array>& re
   return mx::astype(mx::random::categorical(logits, 0, keys.second), mx::uint32);
 }
 
+RecentTokens::RecentTokens(const SamplingParams& p, const std::vector<int>& prompt)
+    : context_(p.repetition_penalty != 1.0f ? p.repetition_context : 0) {
+  for (size_t i = prompt.size() > static_cast<size_t>(context_) ? prompt.size() - context_ : 0; i < prompt.size(); ++i)
+    ids_.push_back(prompt[i]);
+}
+
+void RecentTokens::push(int id) {
+  if (context_ == 0) return;
+  ids_.push_back(id);
+  while (static_cast<int>(ids_.size()) > context_) ids_.pop_front();
+}
+
+std::optional<mx::array> RecentTokens::array() const {
+  if (context_ == 0 || ids_.empty()) return std::nullopt;
+  std::vector<int> v(ids_.begin(), ids_.end());
+  return mx::array(v.data(), mx::Shape{static_cast<int>(v.size())}, mx::int32);
+}
+
+mx::array SequenceSampler::next(const mx::array& logits, int fed) {
+  if (!first_) recent_.push(fed);
+  first_ = false;
+  return sampler_.sample(logits, recent_.array());
+}
+
 }  // namespace k2

@@ -68,6 +68,34 @@ class Sampler {
   bool constrained_ = false;
 };
 
+// Recent tokens for the repetition penalty: the prompt's tail, then every id fed back.
+class RecentTokens {
+ public:
+  RecentTokens(const SamplingParams& p, const std::vector<int>& prompt);
+  void push(int id);
+  std::optional<mlx::core::array> array() const;  // [n] int32, or none when the penalty is off
+
+ private:
+  int context_;
+  std::deque<int> ids_;
+};
+
+// One sequence's sampling state: its Sampler (seeded stream, forced choices, logprobs) and penalty window.
+// next() is called once per decode step with the id that was fed; the first call's id is the prompt's last
+// token, already in the window.
+class SequenceSampler {
+ public:
+  SequenceSampler(const SamplingParams& p, const std::vector<int>& prompt) : sampler_(p), recent_(p, prompt) {}
+  mlx::core::array next(const mlx::core::array& logits, int fed);  // logits [vocab] -> uint32 scalar (lazy)
+  bool wants_logprobs() const { return sampler_.params().logprobs >= 0; }
+  TokenLogprobs take_logprobs() { return sampler_.take_logprobs(); }
+
+ private:
+  Sampler sampler_;
+  RecentTokens recent_;
+  bool first_ = true;
+};
+
 // The filters alone, on float32 logits [vocab] (exposed for unit tests). Filtered-out entries become -inf.
 mlx::core::array apply_top_k(const mlx::core::array& logits, int k);
 mlx::core::array apply_top_p(const mlx::core::array& logits, float p);

@@ -34,6 +34,7 @@ class Session {
 
   int length() const { return cache_.offset(); }
   const KvCache& cache() const { return cache_; }
+  KvCache& cache() { return cache_; }
   void trim_to(int length) { cache_.trim_to(length); }
   const Model& model() const { return model_; }
 

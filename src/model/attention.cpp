@@ -5,6 +5,9 @@
 
 #include <limits>
 
+#include <fmt/format.h>
+
+#include "core/error.h"
 #include "mlx/mlx.h"
 
 namespace k2 {
@@ -25,16 +28,18 @@ mx::array causal_where(const mx::array& scores, int offset) {
   return mx::where(visible, scores, floor_value);
 }
 
-}  // namespace
+// The projections of x [B, L, hidden] that depend on the weights only (no cache, no position).
+struct Projected {
+  mx::array q_nope;  // [B, H, L, nope]
+  mx::array q_pe;    // [B, H, L, 64], not rotated yet
+  mx::array latent;  // [B, 1, L, r], normalised
+  mx::array k_pe;    // [B, 1, L, 64], not rotated yet
+};
 
-mx::array mla_attention(const ModelConfig& c, const Rope& rope, const AttentionWeights& w, const mx::array& x,
-                        LayerCache& cache) {
+Projected project(const ModelConfig& c, const AttentionWeights& w, const mx::array& x) {
   const int B = x.shape(0), L = x.shape(1);
   const int H = c.num_attention_heads, nope = c.qk_nope_head_dim, rope_dim = c.qk_rope_head_dim;
   const int r = c.kv_lora_rank;
-  const float scale = static_cast<float>(c.softmax_scale());
-  const int offset = cache.offset();
-
   mx::array q = w.q_proj ? (*w.q_proj)(x)
                          : (*w.q_b_proj)(mx::fast::rms_norm((*w.q_a_proj)(x), *w.q_a_layernorm, 1e-6f));
   q = mx::transpose(mx::reshape(q, {B, L, H, c.q_head_dim()}), {0, 2, 1, 3});  // [B, H, L, 192]
@@ -47,20 +52,39 @@ mx::array mla_attention(const ModelConfig& c, const Rope& rope, const AttentionW
   k_pe = mx::transpose(mx::reshape(k_pe, {B, L, 1, rope_dim}), {0, 2, 1, 3});      // [B, 1, L, 64]
   // Only the latent part is normalised; the 64-dim rope key is shared by all heads (MQA).
   latent = mx::expand_dims(mx::fast::rms_norm(latent, w.kv_a_layernorm, 1e-6f), 1);  // [B, 1, L, r]
+  return {q_nope, q_pe, latent, k_pe};
+}
 
-  q_pe = rope.apply(q_pe, offset);
-  k_pe = rope.apply(k_pe, offset);
-  auto [latent_all, k_pe_all] = cache.update_and_fetch(latent, k_pe);  // [B, 1, S, r], [B, 1, S, 64]
+// The rope part of the scores, q_pe · k_peᵀ · scale: [B, H, L, 64] x [B, 1, S, 64] -> [B, H, L, S].
+mx::array rope_scores(const mx::array& q_pe, const mx::array& k_pe_all, float scale) {
+  return mx::matmul(mx::multiply(q_pe, mx::array(scale, q_pe.dtype())), mx::swapaxes(k_pe_all, -1, -2));
+}
 
-  mx::array pe_scores = mx::matmul(mx::multiply(q_pe, mx::array(scale, q_pe.dtype())),
-                                   mx::swapaxes(k_pe_all, -1, -2));  // [B, H, L, S]
+mx::array output(const ModelConfig& c, const AttentionWeights& w, const mx::array& out) {  // [B, H, L, v]
+  const int B = out.shape(0), L = out.shape(2);
+  return w.o_proj(mx::reshape(mx::transpose(out, {0, 2, 1, 3}), {B, L, c.num_attention_heads * c.v_head_dim}));
+}
+
+}  // namespace
+
+mx::array mla_attention(const ModelConfig& c, const Rope& rope, const AttentionWeights& w, const mx::array& x,
+                        LayerCache& cache) {
+  const int L = x.shape(1);
+  const float scale = static_cast<float>(c.softmax_scale());
+  const int offset = cache.offset();
+  Projected p = project(c, w, x);
+  mx::array q_pe = rope.apply(p.q_pe, offset);
+  mx::array k_pe = rope.apply(p.k_pe, offset);
+  auto [latent_all, k_pe_all] = cache.update_and_fetch(p.latent, k_pe);  // [B, 1, S, r], [B, 1, S, 64]
+
+  mx::array pe_scores = rope_scores(q_pe, k_pe_all, scale);  // [B, H, L, S]
   if (L > 1) pe_scores = causal_where(pe_scores, offset);
 
   mx::array out = mx::array(0.0f);
   if (L == 1) {
     // Absorbed: q_lat = W_UKᵀ q_nope; attend over the latents as one shared KV head (spec §3.3). W_UK is held
     // as the checkpoint stores it, so which side is transposed depends on its orientation (weights.h).
-    mx::array q_lat = w.embed_q.apply(q_nope, /*transpose=*/!w.embed_q_is_kv_b_rows);  // [B, H, 1, r]
+    mx::array q_lat = w.embed_q.apply(p.q_nope, /*transpose=*/!w.embed_q_is_kv_b_rows);  // [B, H, 1, r]
     mx::array ctx = mx::fast::scaled_dot_product_attention(q_lat, latent_all, latent_all, scale, "array",
                                                            pe_scores);  // [B, H, 1, r]
     out = w.unembed_out.apply(ctx);                                    // [B, H, 1, v]
@@ -68,10 +92,41 @@ mx::array mla_attention(const ModelConfig& c, const Rope& rope, const AttentionW
     // Expanded: keys/values per head from the latents; head dim stays 128 for the fused kernels.
     mx::array k = w.embed_q.apply(latent_all, /*transpose=*/w.embed_q_is_kv_b_rows);  // [B, H, S, nope]
     mx::array v = w.unembed_out.apply(latent_all);                    // [B, H, S, v]
-    out = mx::fast::scaled_dot_product_attention(q_nope, k, v, scale, "array", pe_scores);  // [B, H, L, v]
+    out = mx::fast::scaled_dot_product_attention(p.q_nope, k, v, scale, "array", pe_scores);  // [B, H, L, v]
   }
-  out = mx::reshape(mx::transpose(out, {0, 2, 1, 3}), {B, L, H * c.v_head_dim});  // [B, L, H·v]
-  return w.o_proj(out);
+  return output(c, w, out);
+}
+
+mx::array mla_attention(const ModelConfig& c, const Rope& rope, const AttentionWeights& w, const mx::array& x,
+                        const std::vector<LayerCache*>& caches) {
+  const int B = x.shape(0);
+  if (x.shape(1) != 1 || static_cast<int>(caches.size()) != B)
+    throw Error(fmt::format("batched attention takes one token per row and one cache per row, got [{}, {}] rows "
+                            "and {} caches", B, x.shape(1), caches.size()));
+  const int H = c.num_attention_heads, rope_dim = c.qk_rope_head_dim, r = c.kv_lora_rank;
+  const float scale = static_cast<float>(c.softmax_scale());
+  Projected p = project(c, w, x);
+  // Absorbed form as in the single-sequence decode; q_lat needs no cache, so it runs over all rows at once.
+  mx::array q_lat = w.embed_q.apply(p.q_nope, /*transpose=*/!w.embed_q_is_kv_b_rows);  // [B, H, 1, r]
+  // Per row: its own positions and cache length. A loop of B small attentions instead of one padded
+  // attention with a mask: the softmax then runs over exactly the keys a lone step sees (no padded keys
+  // whose -inf could change the reduction), and decode attention is a small share of the time next to
+  // the weight-bound projections and experts above.
+  std::vector<mx::array> rows;
+  rows.reserve(B);
+  for (int b = 0; b < B; ++b) {
+    LayerCache& cache = *caches[b];
+    const int offset = cache.offset();
+    mx::array q_pe = rope.apply(mx::slice(p.q_pe, {b, 0, 0, 0}, {b + 1, H, 1, rope_dim}), offset);  // [1, H, 1, 64]
+    mx::array k_pe = rope.apply(mx::slice(p.k_pe, {b, 0, 0, 0}, {b + 1, 1, 1, rope_dim}), offset);  // [1, 1, 1, 64]
+    mx::array latent = mx::slice(p.latent, {b, 0, 0, 0}, {b + 1, 1, 1, r});                        // [1, 1, 1, r]
+    auto [latent_all, k_pe_all] = cache.update_and_fetch(latent, k_pe);  // [1, 1, S_b, r], [1, 1, S_b, 64]
+    mx::array q_lat_b = mx::slice(q_lat, {b, 0, 0, 0}, {b + 1, H, 1, r});                          // [1, H, 1, r]
+    rows.push_back(mx::fast::scaled_dot_product_attention(q_lat_b, latent_all, latent_all, scale, "array",
+                                                          rope_scores(q_pe, k_pe_all, scale)));  // [1, H, 1, r]
+  }
+  mx::array ctx = B == 1 ? rows.front() : mx::concatenate(rows, 0);  // [B, H, 1, r]
+  return output(c, w, w.unembed_out.apply(ctx));                     // [B, H, 1, v] -> [B, 1, hidden]
 }
 
 }  // namespace k2

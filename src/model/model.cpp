@@ -62,19 +62,43 @@ mx::array Model::embed(const mx::array& ids) const {
   return weights_.embed_tokens->lookup(ids, dtype_);
 }
 
-mx::array Model::run_layers(const mx::array& h_in, KvCache& cache) const {
-  if (cache.first_layer() != first_layer() || cache.last_layer() != last_layer())
+namespace {
+
+void check_range(const KvCache& cache, int first, int last) {
+  if (cache.first_layer() != first || cache.last_layer() != last)
     throw Error(fmt::format("cache covers layers [{}, {}) but the model runs [{}, {})", cache.first_layer(),
-                            cache.last_layer(), first_layer(), last_layer()));
+                            cache.last_layer(), first, last));
+}
+
+}  // namespace
+
+// The layer loop for both forms; `attend` is the attention of layer l on its input-normed hidden state.
+template <class Attend>
+mx::array Model::layers(const mx::array& h_in, Attend&& attend) const {
   const float eps = static_cast<float>(config_.rms_norm_eps);
   mx::array h = h_in;
   for (const LayerWeights& l : weights_.layers) {
-    h = mx::add(h, mla_attention(config_, rope_, l.attn, mx::fast::rms_norm(h, l.input_layernorm, eps),
-                                 cache.layer(l.index)));
+    h = mx::add(h, attend(l, mx::fast::rms_norm(h, l.input_layernorm, eps)));
     mx::array x = mx::fast::rms_norm(h, l.post_attention_layernorm, eps);
     h = mx::add(h, l.moe ? moe_forward(config_, *l.moe, x) : swiglu_mlp(*l.mlp, x));
   }
   return h;
+}
+
+mx::array Model::run_layers(const mx::array& h_in, KvCache& cache) const {
+  check_range(cache, first_layer(), last_layer());
+  return layers(h_in, [&](const LayerWeights& l, const mx::array& x) {
+    return mla_attention(config_, rope_, l.attn, x, cache.layer(l.index));
+  });
+}
+
+mx::array Model::run_layers(const mx::array& h_in, const std::vector<KvCache*>& caches) const {
+  for (const KvCache* c : caches) check_range(*c, first_layer(), last_layer());
+  std::vector<LayerCache*> layer_caches(caches.size());
+  return layers(h_in, [&](const LayerWeights& l, const mx::array& x) {
+    for (size_t b = 0; b < caches.size(); ++b) layer_caches[b] = &caches[b]->layer(l.index);
+    return mla_attention(config_, rope_, l.attn, x, layer_caches);
+  });
 }
 
 mx::array Model::head(const mx::array& h) const {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <memory>
+#include <vector>
 
 #include "io/checkpoint.h"
 #include "mlx/array.h"
@@ -33,9 +34,14 @@ class Model {
 
   mlx::core::array embed(const mlx::core::array& ids) const;                  // [B, L] -> [B, L, hidden]
   mlx::core::array run_layers(const mlx::core::array& h, KvCache& cache) const;  // [B, L, hidden]
+  // One decode step of B independent sequences: h [B, 1, hidden], row b against caches[b].
+  mlx::core::array run_layers(const mlx::core::array& h, const std::vector<KvCache*>& caches) const;
   mlx::core::array head(const mlx::core::array& h) const;                     // [B, L, hidden] -> [B, L, vocab]
 
  private:
+  template <class Attend>
+  mlx::core::array layers(const mlx::core::array& h, Attend&& attend) const;
+
   ModelConfig config_;
   ModelWeights weights_;
   Rope rope_;

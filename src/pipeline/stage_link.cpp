@@ -1,5 +1,5 @@
 // StageLink: blocking send/recv between ring neighbours through mlx::core::distributed, recording which
-// neighbour each call waits on; the per-stage compute steps that both pipeline drivers share.
+// neighbour each call waits on; the prefill compute steps of rank 0 and the followers.
 #include "pipeline/stage_link.h"
 
 #include <cstring>
@@ -97,8 +97,8 @@ void StageLink::send_hidden(const mx::array& h) {
   mx::eval(dist::send(h, next_, group_));
 }
 
-mx::array StageLink::recv_hidden(int n) {
-  return dist::recv({1, n, stage_.config().hidden_size}, stage_.dtype(), prev_, group_);  // [1, n, hidden]
+mx::array StageLink::recv_hidden(int rows, int n) {
+  return dist::recv({rows, n, stage_.config().hidden_size}, stage_.dtype(), prev_, group_);  // [rows, n, hidden]
 }
 
 void StageLink::send_ints(const std::vector<int>& v) {
@@ -113,16 +113,16 @@ std::vector<int> StageLink::recv_ints(int n) {
   return std::vector<int>(a.data<int32_t>(), a.data<int32_t>() + n);
 }
 
-void StageLink::send_token(int id) {
+void StageLink::send_to_first(const std::vector<int>& ids) {
   Waiting w(waiting_on_, 0);
-  mx::eval(dist::send(mx::array(id, mx::int32), 0, group_));
+  mx::eval(dist::send(mx::array(ids.data(), mx::Shape{static_cast<int>(ids.size())}, mx::int32), 0, group_));
 }
 
-int StageLink::recv_token() {
+std::vector<int> StageLink::recv_from_last(int n) {
   Waiting w(waiting_on_, last_);
-  mx::array a = dist::recv({}, mx::int32, last_, group_);
+  mx::array a = dist::recv({n}, mx::int32, last_, group_);
   mx::eval(a);
-  return a.item<int32_t>();
+  return std::vector<int>(a.data<int32_t>(), a.data<int32_t>() + n);
 }
 
 void StageLink::check_ids(const std::vector<int>& ids) const {
@@ -160,7 +160,7 @@ void StageLink::send_first(const mx::array& ids, KvCache& cache, const StageHead
 }
 
 mx::array StageLink::run_received(const StageHeader& h, KvCache& cache) {
-  mx::array y = stage_.run_layers(recv_hidden(h.n), cache);  // [1, n, hidden]
+  mx::array y = stage_.run_layers(recv_hidden(1, h.n), cache);  // [1, n, hidden]
   if (!is_last()) {
     send_header(h);
     send_hidden(y);
@@ -171,38 +171,6 @@ mx::array StageLink::run_received(const StageHeader& h, KvCache& cache) {
 void StageLink::eval_from_prev(const std::vector<mx::array>& arrays) {
   Waiting w(waiting_on_, prev_);
   mx::eval(arrays);
-}
-
-int StageLink::sample_and_send(const mx::array& y, Sampler& sampler, const std::optional<mx::array>& recent) {
-  const int n = y.shape(1), hidden = y.shape(2);
-  mx::array tail = mx::slice(y, {0, n - 1, 0}, {1, n, hidden});                            // [1, 1, hidden]
-  mx::array logits = mx::reshape(stage_.head(tail), {stage_.config().vocab_size});         // [vocab]
-  mx::array token = sampler.sample(logits, recent);
-  int id;
-  {
-    Waiting w(waiting_on_, prev_);
-    id = static_cast<int>(token.item<uint32_t>());
-  }
-  send_token(id);
-  return id;
-}
-
-RecentTokens::RecentTokens(const SamplingParams& p, const std::vector<int>& prompt)
-    : context_(p.repetition_penalty != 1.0f ? p.repetition_context : 0) {
-  for (size_t i = prompt.size() > static_cast<size_t>(context_) ? prompt.size() - context_ : 0; i < prompt.size(); ++i)
-    ids_.push_back(prompt[i]);
-}
-
-void RecentTokens::push(int id) {
-  if (context_ == 0) return;
-  ids_.push_back(id);
-  while (static_cast<int>(ids_.size()) > context_) ids_.pop_front();
-}
-
-std::optional<mx::array> RecentTokens::array() const {
-  if (context_ == 0 || ids_.empty()) return std::nullopt;
-  std::vector<int> v(ids_.begin(), ids_.end());
-  return mx::array(v.data(), mx::Shape{static_cast<int>(v.size())}, mx::int32);
 }
 
 }  // namespace k2

@@ -174,7 +174,8 @@ void HttpServer::routes() {
   s.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
     const WorkerStatus st = service_.status();
     send_json(res, 200, ojson{{"status", "ok"}, {"model", service_.options().model_name}, {"queued", st.queued},
-                              {"busy", st.busy}, {"queue_capacity", st.queue_capacity},
+                              {"busy", st.busy}, {"running", st.running}, {"parallel", st.parallel},
+                              {"queue_capacity", st.queue_capacity},
                               {"prompt_cache_entries", st.prompt_cache_entries}, {"prompt_cache_bytes", st.prompt_cache_bytes}});
   });
   auto model_json = [this] {

@@ -245,3 +245,30 @@ def test_killed_rank_1_ends_the_job_and_is_named(k2mlx, model, tmp_path, busy):
             assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1][:3]
     finally:
         job.stop()
+
+
+def test_concurrent_requests_through_the_pipeline_equal_one_process(jobs):
+    # Several sequences in flight on every rank (one KV cache per slot), decoded in batched steps.
+    import json as _json
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    single, pipe = jobs
+    convs = [[{"role": "user", "content": f"Say something about {w}"}] for w in ("cats", "the sea", "rain", "Paris", "3")]
+    want = [chat(single, m, 10)[0::2] for m in convs]
+    most, stop = [0], threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            with urllib.request.urlopen(pipe.url + "/health", timeout=10) as r:
+                most[0] = max(most[0], _json.loads(r.read()).get("running", 0))
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    with ThreadPoolExecutor(len(convs)) as ex:
+        got = list(ex.map(lambda m: chat(pipe, m, 10, stream=True)[0::2], convs))
+    stop.set()
+    watcher.join(5)
+    assert most[0] >= 2, "the requests never ran together through the pipeline"
+    assert got == want

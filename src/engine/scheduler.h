@@ -1,0 +1,52 @@
+// The one generation loop. Sequences are admitted into a running batch; each step() prefills one chunk of one
+// waiting prompt (the one with the fewest tokens left, so a long prompt does not stall short ones) and then decodes every running
+// sequence in one batched ModelStep::decode, retiring each independently when its stop rules say so. Used
+// directly by the command line (run_one) and by the GenerationWorker thread for the server and the pipeline.
+#pragma once
+
+#include <exception>
+#include <list>
+#include <memory>
+
+#include "engine/model_step.h"
+#include "engine/sequence.h"
+#include "engine/worker.h"
+
+namespace k2 {
+
+class Scheduler {
+ public:
+  Scheduler(ModelStep& step, int parallel);
+
+  // Admits a job; a bad one (empty prompt, ids outside the vocabulary, a prompt over the context, bad
+  // sampling) ends at once through on_done with an InputError.
+  void add(GenerationJob job, std::shared_ptr<JobHandle> handle, double queue_seconds = 0.0);
+  bool has_room() const { return static_cast<int>(running_.size()) < parallel_; }
+  bool idle() const { return running_.empty(); }
+  size_t running() const { return running_.size(); }
+  int parallel() const { return parallel_; }
+
+  // One prefill chunk and one batched decode step. An InputError during a prefill chunk fails that sequence
+  // only; any other failure of the step propagates (the caller then calls fail_all).
+  void step();
+  // Every running sequence ends as cancelled at the next step.
+  void cancel_all();
+  // Ends every running sequence with `error` (a broken step: the batch cannot go on).
+  void fail_all(std::exception_ptr error);
+
+ private:
+  void retire(Sequence& s, bool keep);
+  void prefill_one();
+  void decode_all();
+
+  ModelStep& step_;
+  int parallel_;
+  int next_id_ = 0;
+  long steps_ = 0;
+  std::list<Sequence> running_;
+};
+
+// Runs one job to completion on `step` and returns its result; rethrows the job's error.
+JobResult run_one(ModelStep& step, GenerationJob job);
+
+}  // namespace k2
