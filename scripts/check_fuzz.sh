@@ -4,6 +4,7 @@
 # bounded time over its seed corpus (fuzz/corpus/<target>/). Any crash, sanitizer report, uncaught exception,
 # timeout or memory blow-up fails the run; the input that caused it is kept in build-fuzz/artifacts/.
 # MLX (the wheel's libmlx.so, libstdc++) is linked where needed but not instrumented.
+# A failing input replays with: build-fuzz/fuzz/fuzz_<target> build-fuzz/artifacts/<target>-crash-...
 # Usage: scripts/check_fuzz.sh [SECONDS_PER_TARGET (default 20)] [TARGET...]
 #   (needs clang and libclang-rt-14-dev or newer; first build ~3 min on 2 cores, ccache makes reruns short)
 set -euo pipefail
