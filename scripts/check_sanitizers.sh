@@ -3,7 +3,10 @@
 # runs them; any report fails the run. MLX itself (the wheel's libmlx.so) is not instrumented, so memory
 # errors inside it are not seen, only ours. Leak checking is off: MLX keeps its allocator and thread pools
 # alive until exit on purpose, which LeakSanitizer would report.
-# Usage: scripts/check_sanitizers.sh [ctest -R regex]   (first build ~20 min on 2 cores; ccache makes reruns short)
+# Not part of scripts/test.sh: its first build (all of k2mlx instrumented) takes ~20 min on 2 cores. CI runs
+# scripts/check_fuzz.sh instead, which builds only the parsers of hostile input under the same sanitizers and
+# fuzzes them; run this one by hand after changes to the engine, model or I/O code.
+# Usage: scripts/check_sanitizers.sh [ctest -R regex]   (ccache makes reruns short)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="$here/build-asan"

@@ -40,6 +40,7 @@ struct Expr {
   std::vector<ExprPtr> children;
   std::vector<std::pair<std::string, ExprPtr>> kwargs;
   int line = 0;
+  int depth = 1;  // levels of this tree (1 for a leaf); the parser bounds it
 };
 
 struct Node;

@@ -2,12 +2,20 @@
 // (jinja2/parser.py: or > and > not > compare > + - > ~ > * / // % > ** > unary > postfix/filters).
 #include "text/jinja_parser.h"
 
+#include <algorithm>
 #include <initializer_list>
+#include <string>
 
 namespace k2::jinja {
 namespace {
 
 using TT = Token::Type;
+
+// Statements, parentheses, lists, `not` and unary signs nest by recursion here, and rendering (and freeing)
+// the tree recurses once per level of it, where chains such as a~b~c or x|f|g build one level per link:
+// deeper nesting is a syntax error rather than a stack overflow. Real templates stay below 20 levels.
+constexpr int kMaxNesting = 100;    // open blocks and nested expressions while parsing
+constexpr int kMaxExprDepth = 256;  // levels of one expression's tree
 
 class Parser {
  public:
@@ -21,6 +29,21 @@ class Parser {
   }
 
  private:
+  // One level of recursion into a nested construct, refused past kMaxNesting.
+  class Nest {
+   public:
+    explicit Nest(Parser& p) : p_(p) {
+      if (++p_.depth_ > kMaxNesting)
+        p_.fail("blocks or expressions nested more than " + std::to_string(kMaxNesting) + " levels deep");
+    }
+    ~Nest() { --p_.depth_; }
+    Nest(const Nest&) = delete;
+    Nest& operator=(const Nest&) = delete;
+
+   private:
+    Parser& p_;
+  };
+
   // ---- token helpers
   const Token& peek(std::size_t k = 0) const { return t_[std::min(i_ + k, t_.size() - 1)]; }
   const Token& next() { return t_[std::min(i_++, t_.size() - 1)]; }
@@ -51,6 +74,7 @@ class Parser {
   // ---- statements
   // Parses nodes until a block tag whose keyword is in `ends`; leaves i_ after that keyword.
   Body parse_body(std::initializer_list<const char*> ends, std::string* end_found) {
+    const Nest nest(*this);
     Body body;
     while (true) {
       const Token& t = peek();
@@ -229,11 +253,24 @@ class Parser {
     return e;
   }
 
+  // Sets a node's depth once its operands are in place (theirs are set already), refusing deep trees.
+  ExprPtr sealed(ExprPtr e) {
+    int below = 0;
+    for (const ExprPtr& c : e->children)
+      if (c) below = std::max(below, c->depth);
+    for (const auto& kv : e->kwargs)
+      if (kv.second) below = std::max(below, kv.second->depth);
+    e->depth = below + 1;
+    if (e->depth > kMaxExprDepth)
+      fail("an expression nested or chained more than " + std::to_string(kMaxExprDepth) + " levels deep");
+    return e;
+  }
+
   ExprPtr binary(const std::string& op, ExprPtr a, ExprPtr b) {
     ExprPtr e = make(Expr::Kind::Binary, a->line);
     e->name = op;
     e->children = {std::move(a), std::move(b)};
-    return e;
+    return sealed(std::move(e));
   }
 
   // An expression, or a bare tuple "a, b" (as in {% set x = a, b %}).
@@ -247,10 +284,11 @@ class Parser {
       if (peek().type == TT::BlockEnd || peek().type == TT::VarEnd) break;
       t->children.push_back(parse_expr());
     }
-    return t;
+    return sealed(t);
   }
 
   ExprPtr parse_expr(bool allow_cond = true) {
+    const Nest nest(*this);
     ExprPtr e = parse_or();
     if (!allow_cond) return e;
     while (is_name("if")) {
@@ -263,7 +301,7 @@ class Parser {
         other = parse_expr();
       }
       c->children = {e, cond, other};
-      e = c;
+      e = sealed(c);
     }
     return e;
   }
@@ -286,10 +324,11 @@ class Parser {
   }
   ExprPtr parse_not() {
     if (is_name("not")) {
+      const Nest nest(*this);
       const int line = next().line;
       ExprPtr e = make(Expr::Kind::Not, line);
       e->children.push_back(parse_not());
-      return e;
+      return sealed(e);
     }
     return parse_compare();
   }
@@ -345,9 +384,11 @@ class Parser {
   ExprPtr parse_unary(bool with_filter) {
     ExprPtr e;
     if (is_op("-") || is_op("+")) {
+      const Nest nest(*this);
       const Token& t = next();
       e = make(t.value == "-" ? Expr::Kind::Neg : Expr::Kind::Pos, t.line);
       e->children.push_back(parse_unary(false));
+      e = sealed(e);
     } else {
       e = parse_postfix(parse_primary());
     }
@@ -398,7 +439,7 @@ class Parser {
         tup->children.push_back(parse_expr());
       }
       expect_op(")");
-      return tup;
+      return sealed(tup);
     }
     if (is_op("[")) {
       ++i_;
@@ -409,7 +450,7 @@ class Parser {
         ++i_;
       }
       expect_op("]");
-      return l;
+      return sealed(l);
     }
     if (is_op("{")) {
       ++i_;
@@ -422,7 +463,7 @@ class Parser {
         ++i_;
       }
       expect_op("}");
-      return d;
+      return sealed(d);
     }
     fail("unexpected token in expression");
   }
@@ -461,7 +502,7 @@ class Parser {
           a->name = expect_identifier();
           a->children = {e};
         }
-        e = a;
+        e = sealed(a);
       } else if (is_op("[")) {
         ++i_;
         ExprPtr parts[3];
@@ -484,12 +525,12 @@ class Parser {
           if (!parts[0]) fail("empty subscript");
           g->children.resize(2);
         }
-        e = g;
+        e = sealed(g);
       } else if (is_op("(")) {
         ExprPtr c = make(Expr::Kind::Call, e->line);
         c->children.push_back(e);
         parse_call_args(*c);
-        e = c;
+        e = sealed(c);
       } else {
         return e;
       }
@@ -508,7 +549,7 @@ class Parser {
         }
         f->children.push_back(e);
         if (is_op("(")) parse_call_args(*f);
-        e = f;
+        e = sealed(f);
       } else if (is_name("is")) {
         ++i_;
         ExprPtr t = make(Expr::Kind::Test, e->line);
@@ -525,7 +566,7 @@ class Parser {
                     !is_name("if") && !is_name("in") && !is_name("not") && !is_name("is"))) {
           t->children.push_back(parse_primary());  // e.g. "x is divisibleby 3", "x is sameas none"
         }
-        e = t;
+        e = sealed(t);
       } else {
         return e;
       }
@@ -534,6 +575,7 @@ class Parser {
 
   const std::vector<Token>& t_;
   std::size_t i_ = 0;
+  int depth_ = 0;  // Nest levels open
 };
 
 }  // namespace

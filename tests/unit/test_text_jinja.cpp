@@ -65,6 +65,31 @@ TEST(TextChatTemplate, DeepJsonIsRefusedBeforeRecursion) {
   EXPECT_THROW(k2::jinja::from_json(nlohmann::ordered_json::array({ok})), k2::InputError);
 }
 
+// Found by fuzz/fuzz_jinja_parse: the recursive-descent parser (and rendering, and freeing the tree) recursed once
+// per level, so a template such as 20,000 nested parentheses or a 40,000-link chain a~a~... overflowed the stack.
+TEST(TextJinja, DeepNestingAndLongChainsAreSyntaxErrors) {
+  const auto repeat = [](const std::string& s, int n) {
+    std::string out;
+    for (int i = 0; i < n; ++i) out += s;
+    return out;
+  };
+  for (const std::string& src :
+       {"{{ " + repeat("(", 20000) + "1" + repeat(")", 20000) + " }}", "{{ " + repeat("[", 20000) + repeat("]", 20000) + " }}",
+        "{{ " + repeat("not ", 20000) + "x }}", "{{ " + repeat("-", 20000) + "1 }}",
+        repeat("{% if x %}", 20000) + repeat("{% endif %}", 20000), "{{ " + repeat("1 ~ ", 40000) + "1 }}",
+        "{{ x" + repeat("|trim", 40000) + " }}", "{{ x" + repeat(".a", 40000) + " }}", "{{ f" + repeat("()", 40000) + " }}",
+        "{{ 1" + repeat(" if 1 else 2", 40000) + " }}"}) {
+    try {
+      k2::jinja::Template t(src);
+      ADD_FAILURE() << "accepted: " << src.substr(0, 40);
+    } catch (const k2::InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("levels deep"), std::string::npos) << e.what();
+    }
+  }
+  // Ordinary depth still renders.
+  EXPECT_EQ(render("{{ " + repeat("(", 50) + "1" + repeat(")", 50) + repeat(" ~ 2", 100) + " }}"), "1" + repeat("2", 100));
+}
+
 TEST(TextToolCalls, KimiSectionAndThinking) {
   const auto p = k2::parse_model_output(
       "<think>plan</think>ok<|tool_calls_section_begin|><|tool_call_begin|>functions.get_weather:0"
