@@ -3,7 +3,7 @@
 // as GB/s of weight bytes streamed from DRAM (every timed call reads a different copy of the weights, so
 // nothing is served from the caches). Prints one JSON object per line.
 //   k2_kernel_bench bandwidth [--threads N]
-//   k2_kernel_bench matmul --n N --k K --bits B --group G --rows M [--threads T] [--mlx]
+//   k2_kernel_bench matmul --n N --k K --bits B --group G --rows M [--threads T] [--mlx] [--hot]
 //   k2_kernel_bench moe --experts E --top K --n N --k K --bits B --group G --tokens T [--threads T] [--mlx]
 #include <algorithm>
 #include <chrono>
@@ -119,7 +119,8 @@ int main(int argc, char** argv) {
   const int reps = arg_int(argc, argv, "--reps", 3);
   if (what == "matmul") {
     const int M = arg_int(argc, argv, "--rows", 1);
-    auto copies = make_copies({N, K}, bits, group, size_t(1) << 30);
+    // --hot: one copy, so the weights come from the caches (the kernel's compute bound, not DRAM's).
+    auto copies = make_copies({N, K}, bits, group, has_flag(argc, argv, "--hot") ? 0 : size_t(1) << 30);
     mx::array x = mx::random::normal({M, K}, mx::float32, 0.0f, 1.0f, mx::random::key(2));
     mx::eval(x);
     const size_t bytes = copies[0].w.nbytes() + copies[0].scales.nbytes() + copies[0].biases.nbytes();

@@ -45,26 +45,43 @@ struct PackedMatrix {
   int groups() const { return K / group; }
 };
 
-// Activation rows [rows, K] quantized per group in the element order the kernels expect (see
-// activation_position): q int16, d (dequantization step) and sum (float sum of the original values).
+// How a row's quantized activations are ordered: each SIMD kernel reads them in the order in which its
+// weight unpacking produces values, so that it needs no shuffle per multiply.
+enum class ActivationLayout {
+  natural,    // element i at i
+  pairs32,    // (NEON, 4-bit) each 32-element chunk holds its even elements, then its odd ones: the low and
+              // high nibbles of its 16 packed bytes
+  nibbles64,  // (AVX2, 4-bit, K a multiple of 64) in each 64-element chunk, element 4i + s sits at 16s + i:
+              // nibble s of the chunk's 16-bit word i
+};
+
+inline int activation_position(ActivationLayout layout, int i) {
+  switch (layout) {
+    case ActivationLayout::natural: return i;
+    case ActivationLayout::pairs32: {
+      const int chunk = i & ~31, j = i & 31;
+      return chunk + (j & 1) * 16 + (j >> 1);
+    }
+    case ActivationLayout::nibbles64: {
+      const int chunk = i & ~63, j = i & 63;
+      return chunk + (j & 3) * 16 + (j >> 2);
+    }
+  }
+  return i;
+}
+
+// Activation rows [rows, K] quantized per group, in `layout` order: q int16, d (dequantization step) and
+// sum (float sum of the original values).
 struct QuantizedRows {
   const int16_t* q = nullptr;  // [rows, K]
   const float* d = nullptr;    // [rows, K/group]
   const float* sum = nullptr;  // [rows, K/group]
   int K = 0, groups = 0;
+  ActivationLayout layout = ActivationLayout::natural;
 };
 
-// Where element i of a row is stored in the quantized activation buffer. For 4-bit weights each 32-value
-// chunk holds its even elements first and then its odd ones, matching the low and high nibbles of the
-// 16 packed bytes (so the kernels need no shuffle); every other width keeps the natural order.
-inline int activation_position(int bits, int i) {
-  if (bits != 4) return i;
-  const int chunk = i & ~31, j = i & 31;
-  return chunk + (j & 1) * 16 + (j >> 1);
-}
-
-// Quantizes one row x [K] (float) for weights of `bits` with `group`-wide groups.
-void quantize_row(const float* x, int K, int group, int bits, int16_t* q, float* d, float* sum);
+// Quantizes one row x [K] (float) into `layout` order.
+void quantize_row(const float* x, int K, int group, ActivationLayout layout, int16_t* q, float* d, float* sum);
 
 // A block of work: output[out_rows[i]·out_stride + n] = Σ_k act[act_rows[i]]·W[n] for n in [n0, n1) and
 // i in [0, n_rows).
@@ -81,12 +98,15 @@ struct QmmBlock {
 
 using QmmKernelFn = void (*)(const QmmBlock& block);
 
-void qmm_block_scalar(const QmmBlock& block);  // the reference: plain C++, any CPU
+// Each kernel with the activation layout it reads for a matrix of `bits` and K columns.
+void qmm_block_scalar(const QmmBlock& block);  // the reference: plain C++, any CPU, any layout
 #if defined(__x86_64__) || defined(_M_X64)
 void qmm_block_avx2(const QmmBlock& block);    // compiled with -mavx2 -mfma -mf16c
+ActivationLayout avx2_activation_layout(int bits, int K);
 #endif
 #if defined(__aarch64__)
 void qmm_block_neon(const QmmBlock& block);
+ActivationLayout neon_activation_layout(int bits, int K);
 #endif
 
 // True when the kernels handle this format (MLX affine with biases, bits 2..8 except 7, groups 32/64/128).

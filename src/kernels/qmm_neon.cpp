@@ -13,7 +13,7 @@ namespace k2::kernels {
 namespace {
 
 // Unpack<BITS> turns kChunk packed values into kVecs vectors of 8 int16 lanes, in the order the activation
-// buffer uses (activation_position).
+// buffer uses (neon_activation_layout).
 template <int BITS>
 struct Unpack {
   // Any width up to 6: 16 values span 2·BITS bytes. vqtbl1q_u8 puts the two bytes holding value i into
@@ -227,5 +227,9 @@ struct BlockRunner {
 }  // namespace
 
 void qmm_block_neon(const QmmBlock& block) { run_for_bits<BlockRunner>(block); }
+
+ActivationLayout neon_activation_layout(int bits, int) {
+  return bits == 4 ? ActivationLayout::pairs32 : ActivationLayout::natural;
+}
 
 }  // namespace k2::kernels

@@ -26,7 +26,7 @@ bool kernel_supports(int bits, int group) {
   return bits_ok && (group == 32 || group == 64 || group == 128);
 }
 
-void quantize_row(const float* x, int K, int group, int bits, int16_t* q, float* d, float* sum) {
+void quantize_row(const float* x, int K, int group, ActivationLayout layout, int16_t* q, float* d, float* sum) {
   for (int g = 0; g < K / group; ++g) {
     const float* xg = x + g * group;
     float amax = 0.0f, s = 0.0f;
@@ -38,7 +38,7 @@ void quantize_row(const float* x, int K, int group, int bits, int16_t* q, float*
     const float inv = step > 0.0f ? 1.0f / step : 0.0f;
     for (int i = 0; i < group; ++i) {
       const int k = g * group + i;
-      q[activation_position(bits, k)] = static_cast<int16_t>(std::lrintf(std::clamp(xg[i] * inv, -32767.0f, 32767.0f)));
+      q[activation_position(layout, k)] = static_cast<int16_t>(std::lrintf(std::clamp(xg[i] * inv, -32767.0f, 32767.0f)));
     }
     d[g] = step;
     sum[g] = s;
@@ -73,7 +73,7 @@ void qmm_block_scalar(const QmmBlock& b) {
       for (int g = 0; g < G; ++g) {
         int32_t dot = 0;
         for (int j = g * w.group; j < (g + 1) * w.group; ++j)
-          dot += unpack(row, w.bits, j) * static_cast<int32_t>(xq[activation_position(w.bits, j)]);
+          dot += unpack(row, w.bits, j) * static_cast<int32_t>(xq[activation_position(x.layout, j)]);
         const size_t sg = static_cast<size_t>(n) * G + g;
         acc += load_scale(w.scales, w.scale_type, sg) * xd[g] * static_cast<float>(dot) +
                load_scale(w.biases, w.scale_type, sg) * xs[g];

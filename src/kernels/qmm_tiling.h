@@ -1,5 +1,5 @@
 // How a block of output rows is cut into register tiles, shared by the SIMD kernels (internal to kernels/):
-// one activation row -> 4 weight rows per tile; two -> 2×2; more -> each weight row against 4 activation rows.
+// one activation row -> 4 (or 2) weight rows per tile; two -> 2×2; more -> each weight row against 4 activation rows.
 // ISA-neutral on purpose (no intrinsics): each kernel file instantiates it with its own tile runner.
 #pragma once
 
@@ -7,12 +7,13 @@
 
 namespace k2::kernels {
 
-// Runner must provide `template <int RW, int RM> void run_tile(int n, int i)` for the shapes used below.
-template <class Runner>
+// Runner must provide `template <int RW, int RM> void run_tile(int n, int i)` for the shapes used below;
+// DECODE_ROWS (4 or 2) is the number of weight rows per tile for one activation row.
+template <int DECODE_ROWS = 4, class Runner>
 void run_tiles(const QmmBlock& b, Runner& runner) {
   if (b.n_rows == 1) {
     int n = b.n0;
-    for (; n + 4 <= b.n1; n += 4) runner.template run_tile<4, 1>(n, 0);
+    for (; n + DECODE_ROWS <= b.n1; n += DECODE_ROWS) runner.template run_tile<DECODE_ROWS, 1>(n, 0);
     for (; n < b.n1; ++n) runner.template run_tile<1, 1>(n, 0);
     return;
   }

@@ -24,15 +24,20 @@ CpuKernels::CpuKernels(int threads, std::optional<SimdLevel> level)
 
 namespace {
 
-QmmKernelFn kernel_for(SimdLevel level) {
+struct Kernel {
+  QmmKernelFn run;
+  ActivationLayout layout;
+};
+
+Kernel kernel_for(SimdLevel level, int bits, int K) {
   switch (level) {
 #if defined(__x86_64__) || defined(_M_X64)
-    case SimdLevel::avx2: return &qmm_block_avx2;
+    case SimdLevel::avx2: return {&qmm_block_avx2, avx2_activation_layout(bits, K)};
 #endif
 #if defined(__aarch64__)
-    case SimdLevel::neon: return &qmm_block_neon;
+    case SimdLevel::neon: return {&qmm_block_neon, neon_activation_layout(bits, K)};
 #endif
-    default: return &qmm_block_scalar;
+    default: return {&qmm_block_scalar, ActivationLayout::natural};
   }
 }
 
@@ -78,7 +83,9 @@ void run(const Problem& p) {
   ThreadPool& pool = p.kernels->pool();
   const int threads = pool.threads();
 
-  // 1. Activations to int16 per group.
+  const Kernel kernel = kernel_for(p.kernels->level(), p.bits, K);
+
+  // 1. Activations to int16 per group, in the order the kernel reads them.
   std::vector<int16_t> q(static_cast<size_t>(p.T) * K);
   std::vector<float> d(static_cast<size_t>(p.T) * G), sum(static_cast<size_t>(p.T) * G);
   const int rows_per_job = std::max(1, p.T / (4 * threads));
@@ -87,11 +94,11 @@ void run(const Problem& p) {
     for (int r = j * rows_per_job; r < std::min(p.T, (j + 1) * rows_per_job); ++r) {
       row_to_float(p.x, p.x_type, r, K, row.data());
       const size_t off = static_cast<size_t>(r) * G;
-      quantize_row(row.data(), K, p.group, p.bits, q.data() + static_cast<size_t>(r) * K, d.data() + off,
+      quantize_row(row.data(), K, p.group, kernel.layout, q.data() + static_cast<size_t>(r) * K, d.data() + off,
                    sum.data() + off);
     }
   });
-  const QuantizedRows xr{q.data(), d.data(), sum.data(), K, G};
+  const QuantizedRows xr{q.data(), d.data(), sum.data(), K, G, kernel.layout};
 
   // 2. Output rows grouped by expert: act_rows[i] is the activation row of output row out_rows[i].
   const int P = p.indices ? p.T * p.k : p.T;
@@ -132,7 +139,6 @@ void run(const Problem& p) {
   const size_t w_stride = static_cast<size_t>(p.N) * K * p.bits / 8;
   const size_t s_elem = p.scale_type == ScaleType::f32 ? 4 : 2;
   const size_t s_stride = static_cast<size_t>(p.N) * G * s_elem;
-  const QmmKernelFn kernel = kernel_for(p.kernels->level());
   pool.run(static_cast<int>(jobs.size()), [&](int j) {
     const Job& job = jobs[j];
     PackedMatrix m;
@@ -144,7 +150,7 @@ void run(const Problem& p) {
     m.group = p.group;
     m.N = p.N;
     m.K = K;
-    kernel(QmmBlock{&m, &xr, act_rows.data() + job.i0, out_rows.data() + job.i0, job.i1 - job.i0, job.n0, job.n1,
+    kernel.run(QmmBlock{&m, &xr, act_rows.data() + job.i0, out_rows.data() + job.i0, job.i1 - job.i0, job.n0, job.n1,
                     p.out, p.N});
   });
 }

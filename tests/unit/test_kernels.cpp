@@ -34,17 +34,26 @@ mx::array dense_of(const Quantized& q, int group, int bits) {
                         "affine", std::nullopt, mx::float32);
 }
 
-// Worst-case error of the int16 activation quantization: each x_i moves by at most max|x_g|/65534, so a
-// dot product moves by at most Σ_i |w_i|·max|x_g(i)|/65534; plus float rounding of the sums.
-mx::array error_bound(const mx::array& x, const mx::array& w_dense, int group) {
+// The scale part s·q of each weight (w = s·q + b without the bias), in float32.
+mx::array scaled_codes(const mx::array& w, const mx::array& scales, int group, int bits) {
+  mx::array s32 = mx::astype(scales, mx::float32);
+  return mx::dequantize(w, s32, mx::zeros_like(s32), group, bits, "affine", std::nullopt, mx::float32);
+}
+
+// Worst-case error of the int16 activation quantization. The kernels compute Σ s·q_i·x_i from the
+// quantized x (each x_i moves by at most max|x_g|/65534) and Σ b·x_i from the exact x, so a dot product
+// moves by at most Σ_i |s·q_i|·max|x_g(i)|/65534 (|s·q_i| exceeds |w_i| where the bias cancels it);
+// plus float rounding of the sums, whose terms are at most (|s·q_i| + |b|)·|x_i|.
+mx::array error_bound(const mx::array& x, const mx::array& w_dense, const mx::array& w_codes, int group) {
   const int K = x.shape(-1);
   mx::Shape grouped = x.shape();
   grouped.back() = K / group;
   grouped.push_back(group);
   mx::array gmax = mx::max(mx::abs(mx::reshape(x, grouped)), -1, true);                     // [..., G, 1]
   mx::array amax = mx::reshape(mx::broadcast_to(gmax, grouped), x.shape());                  // [..., K]
-  mx::array quant = mx::matmul(amax, mx::transpose(mx::abs(w_dense))) / 65534.0f;
-  mx::array rounding = mx::matmul(mx::abs(x), mx::transpose(mx::abs(w_dense))) * 1e-5f;
+  mx::array quant = mx::matmul(amax, mx::transpose(mx::abs(w_codes))) / 65534.0f;
+  mx::array terms = mx::abs(w_codes) + mx::abs(w_dense - w_codes);
+  mx::array rounding = mx::matmul(mx::abs(x), mx::transpose(terms)) * 1e-5f;
   return quant * 1.01f + rounding + 1e-6f;
 }
 
@@ -64,13 +73,14 @@ TEST(Kernels, QuantizedMatmulMatchesMlxForEveryFormat) {
   for (int bits : {2, 3, 4, 5, 6, 8})
     for (int group : {32, 64, 128}) {
       // K = one group, and several; N not a multiple of any tile.
-      for (auto [N, K] : {std::pair{13, group}, std::pair{37, 3 * group}}) {
+      // 24 groups: 4-bit AVX2 reads 64-value nibble chunks, which for group 32 hold two groups.
+      for (auto [N, K] : {std::pair{13, group}, std::pair{37, 3 * group}, std::pair{11, 24 * group}}) {
         Quantized q = make_weights({N, K}, bits, group, mx::bfloat16, seed++);
         mx::array w_dense = dense_of(q, group, bits);
         for (int M : {1, 2, 3, 5, 17}) {
           mx::array x = mx::random::normal({M, K}, mx::float32, 0.0f, 1.0f, mx::random::key(seed++));
           mx::array want = mx::quantized_matmul(x, q.w, q.scales, q.biases, true, group, bits, "affine");
-          mx::array bound = error_bound(x, w_dense, group);
+          mx::array bound = error_bound(x, w_dense, scaled_codes(q.w, q.scales, group, bits), group);
           const std::string what = "bits " + std::to_string(bits) + " group " + std::to_string(group) + " N " +
                                    std::to_string(N) + " K " + std::to_string(K) + " M " + std::to_string(M);
           ASSERT_TRUE(k2::kernels::handles(x, q.scales, q.biases, bits, group, "affine", s));
@@ -97,7 +107,7 @@ TEST(Kernels, ActivationAndScaleDtypesAndThreadCounts) {
       for (int threads : {1, 2, 3, 4}) {
         auto kernels = std::make_shared<CpuKernels>(threads);
         expect_within(k2::kernels::quantized_matmul(kernels, x, q.w, q.scales, q.biases, bits, group, std::nullopt, s),
-                      want, error_bound(xf, w_dense, group),
+                      want, error_bound(xf, w_dense, scaled_codes(q.w, q.scales, group, bits), group),
                       "threads " + std::to_string(threads) + " x " + std::to_string(static_cast<int>(x_dtype.val())));
       }
     }
@@ -119,17 +129,56 @@ TEST(Kernels, ExpertGatherMatchesGatherQmm) {
       mx::array got = k2::kernels::quantized_matmul(kernels, x, q.w, q.scales, q.biases, bits, 64, idx, s);
       ASSERT_EQ(got.shape(), want.shape());
       mx::array w_dense = dense_of(q, 64, bits);
+      mx::array w_codes = scaled_codes(q.w, q.scales, 64, bits);
       // Bound per (t, j) row from that row's expert.
       std::vector<mx::array> rows;
       for (int t = 0; t < T; ++t)
         for (int j = 0; j < k; ++j) {
-          mx::array w_e = mx::take(w_dense, mx::slice(idx, {t, j}, {t + 1, j + 1}), 0);  // [1, 1, N, K]
-          mx::array b = error_bound(mx::slice(x, {t, 0}, {t + 1, K}), mx::reshape(w_e, {N, K}), 64);  // [1, N]
+          mx::array e = mx::slice(idx, {t, j}, {t + 1, j + 1});
+          mx::array w_e = mx::reshape(mx::take(w_dense, e, 0), {N, K}), c_e = mx::reshape(mx::take(w_codes, e, 0), {N, K});
+          mx::array b = error_bound(mx::slice(x, {t, 0}, {t + 1, K}), w_e, c_e, 64);  // [1, N]
           rows.push_back(mx::reshape(b, {N}));
         }
       mx::array bound = mx::reshape(mx::stack(rows), {T, k, N});
       expect_within(got, want, bound, "gather bits " + std::to_string(bits) + " T " + std::to_string(T));
     }
+}
+
+// A row's result must not depend on which other rows share the call (the tile shape, the thread count, the
+// tokens routed to the same expert): the engine decodes a sequence alone and in a batch and must produce
+// the same tokens. Bitwise equality, so that this can fail on any change of summation order.
+TEST(Kernels, RowResultsDoNotDependOnTheBatch) {
+  const mx::Stream s = mx::default_stream(mx::Device::cpu);
+  auto one_thread = std::make_shared<CpuKernels>(1);
+  auto three_threads = std::make_shared<CpuKernels>(3);
+  auto bitwise_equal = [](const mx::array& a, const mx::array& b) {
+    mx::array ai = mx::view(mx::astype(a, mx::float32), mx::uint32), bi = mx::view(mx::astype(b, mx::float32), mx::uint32);
+    mx::array same = mx::all(mx::equal(ai, bi));
+    mx::eval(same);
+    return same.item<bool>();
+  };
+  for (auto [bits, group] : {std::pair{3, 64}, std::pair{4, 32}, std::pair{4, 64}, std::pair{8, 128}}) {
+    const int N = 29, K = 1536, T = 9;
+    const std::string what = "bits " + std::to_string(bits) + " group " + std::to_string(group);
+    Quantized q = make_weights({N, K}, bits, group, mx::bfloat16, 50 + bits);
+    mx::array x = mx::random::normal({T, K}, mx::float32, 0.0f, 1.0f, mx::random::key(51));
+    mx::array batch = k2::kernels::quantized_matmul(three_threads, x, q.w, q.scales, q.biases, bits, group, std::nullopt, s);
+    for (int t = 0; t < T; ++t) {
+      mx::array row = mx::slice(x, {t, 0}, {t + 1, K});
+      mx::array alone = k2::kernels::quantized_matmul(one_thread, row, q.w, q.scales, q.biases, bits, group, std::nullopt, s);
+      EXPECT_TRUE(bitwise_equal(alone, mx::slice(batch, {t, 0}, {t + 1, N}))) << what << " row " << t;
+    }
+    // Experts: token t alone vs among tokens that share its experts.
+    const int E = 5, k = 2;
+    Quantized qe = make_weights({E, N, K}, bits, group, mx::bfloat16, 60 + bits);
+    mx::array idx = mx::astype(mx::random::randint(0, E, {T, k}, mx::int32, mx::random::key(61)), mx::uint32);
+    mx::array all = k2::kernels::quantized_matmul(three_threads, x, qe.w, qe.scales, qe.biases, bits, group, idx, s);
+    for (int t = 0; t < T; ++t) {
+      mx::array alone = k2::kernels::quantized_matmul(one_thread, mx::slice(x, {t, 0}, {t + 1, K}), qe.w, qe.scales,
+                                                      qe.biases, bits, group, mx::slice(idx, {t, 0}, {t + 1, k}), s);
+      EXPECT_TRUE(bitwise_equal(alone, mx::slice(all, {t, 0, 0}, {t + 1, k, N}))) << what << " expert row " << t;
+    }
+  }
 }
 
 TEST(Kernels, RejectsMismatchedShapes) {
