@@ -14,12 +14,12 @@ venv="$here/.deps/venv"
 log() { printf '[setup] %s\n' "$*"; }
 
 install_system_packages() {
-  # Libraries the build links, then what the tests drive: chromium (chat page), curl, strace (shard-read
+  # Libraries the build links (serial OpenBLAS: MLX's float32 matmuls bind to it, src/CMakeLists.txt), then what the tests drive: chromium (chat page), curl, strace (shard-read
   # trace), clang + libc++ (scripts/check_clang.sh), clang's libFuzzer and sanitizer runtimes
   # (scripts/check_fuzz.sh), an arm64 cross compiler and qemu (scripts/check_neon.sh:
   # the NEON kernel against the scalar one).
   local pkgs=(build-essential cmake ninja-build pkg-config nlohmann-json3-dev libcli11-dev
-              libfmt-dev libgtest-dev libpcre2-dev libcpp-httplib-dev
+              libfmt-dev libgtest-dev libpcre2-dev libcpp-httplib-dev libopenblas-serial-dev
               chromium curl strace clang libc++-dev libc++abi-dev libclang-rt-14-dev g++-aarch64-linux-gnu
               qemu-user)
   # Node.js/npm (the openai npm SDK and the chat page test) and cargo (tools/text/fetch_kimi_vocab.sh) are

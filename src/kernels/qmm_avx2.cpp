@@ -242,6 +242,13 @@ struct BlockRunner {
       r[j] = rows[n + j];
       pf[j] = w.packed + static_cast<size_t>(n + j + RW) * w.row_bytes();
     }
+    // The next tile's scales and biases are separate streams from memory: start them now too.
+    const size_t elem = w.scale_type == ScaleType::f32 ? 4 : 2, sb_row = static_cast<size_t>(w.groups()) * elem;
+    const size_t sb0 = static_cast<size_t>(n + RW) * sb_row;
+    for (size_t off = 0; off < RW * sb_row; off += 64) {
+      _mm_prefetch(static_cast<const char*>(w.scales) + sb0 + off, _MM_HINT_T0);
+      _mm_prefetch(static_cast<const char*>(w.biases) + sb0 + off, _MM_HINT_T0);
+    }
     float part[RW * RM];
     tile<U, GROUP, RW, RM>(unpack, w, x, n, r, pf, b.act_rows + i, part, sd.data());
     for (int j = 0; j < RW; ++j)
