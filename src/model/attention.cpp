@@ -1,6 +1,7 @@
 // MLA forward pass, following spec §3.2-3.4 (and mlx-lm deepseek_v3.py's arrangement, so that its
 // numbers are reproduced): the rope part of the scores is computed separately and passed to SDPA
-// as an additive mask, which keeps the fused kernels usable on Metal.
+// as an additive mask, which keeps the fused kernels usable on Metal. Prefill on CPU streams runs on our
+// blocked causal attention instead (no [L, S] buffers; MLX's CPU matmul and exp are scalar loops on Linux).
 #include "model/attention.h"
 
 #include <limits>
@@ -8,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "attn_kernels/causal_attention.h"
 #include "mlx/mlx.h"
 
 namespace k2 {
@@ -91,10 +93,17 @@ mx::array mla_attention(const ModelConfig& c, const Rope& rope, const AttentionW
   mx::array k_pe = rope.apply(p.k_pe, offset);
   auto [latent_all, k_pe_all] = cache.update_and_fetch(p.latent, k_pe);  // [B, 1, S, r], [B, 1, S, 64]
 
+  mx::array out = mx::array(0.0f);
+  if (L > 1 && w.cpu_kernels && attn_kernels::handles(p.q_nope, mx::default_stream(mx::default_device()))) {
+    mx::array k = w.embed_q.apply(latent_all, /*transpose=*/w.embed_q_is_kv_b_rows);  // [B, H, S, nope]
+    mx::array v = w.unembed_out.apply(latent_all);                                     // [B, H, S, v]
+    out = attn_kernels::causal_attention(w.cpu_kernels, p.q_nope, q_pe, k, k_pe_all, v, scale,
+                                         mx::default_stream(mx::default_device()));  // [B, H, L, v]
+    return output(c, w, out);
+  }
   mx::array pe_scores = rope_scores(q_pe, k_pe_all, scale);  // [B, H, L, S]
   if (L > 1) pe_scores = causal_where(pe_scores, offset);
 
-  mx::array out = mx::array(0.0f);
   if (L == 1) {
     // Absorbed: q_lat = W_UKᵀ q_nope; attend over the latents as one shared KV head (spec §3.3). W_UK is held
     // as the checkpoint stores it, so which side is transposed depends on its orientation (weights.h).

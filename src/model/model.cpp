@@ -50,10 +50,12 @@ Model Model::load(const std::filesystem::path& dir, const LoadOptions& options) 
   ModelConfig config = load_model_config(dir);
   Checkpoint ckpt(dir);
   ModelWeights weights = load_weights(ckpt, config, options);
-  if (options.cpu_kernels)
+  if (options.cpu_kernels) {
     for_each_weight(weights, [&](WeightTensor& t) {
       if (t.quantized()) t.cpu_kernels = options.cpu_kernels;
     });
+    for (LayerWeights& l : weights.layers) l.attn.cpu_kernels = options.cpu_kernels;
+  }
   return Model(std::move(config), std::move(weights));
 }
 

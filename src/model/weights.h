@@ -30,6 +30,8 @@ struct AttentionWeights {
   bool embed_q_is_kv_b_rows = false;
   MultiLinear unembed_out;                 // [heads, v_head_dim, kv_lora_rank]       (W_UV per head)
   Linear o_proj;                           // [hidden, heads·v_head_dim]
+  // Prefill attention on CPU streams runs on k2mlx's blocked kernel with these threads (null: MLX's SDPA).
+  std::shared_ptr<kernels::CpuKernels> cpu_kernels;
 };
 
 struct MlpWeights {
