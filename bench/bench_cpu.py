@@ -6,7 +6,7 @@
 """Benchmark k2mlx's CPU kernels.
 
   bench/bench_cpu.py [--threads 1,2] [--bits 3,4] [--skip-kernels] [--skip-moe] [--skip-model]
-                     [--layers 5 --experts 48] [--decode 16] [--prefill 512] [--ref-prefill 16] [--work DIR]
+                     [--layers 5 --experts 48] [--decode 16] [--prefill 512] [--ref-prefill 16] [--model-engines mlx-lm,mlx,k2] [--work DIR]
 
 Kernel GB/s = bytes of packed weights + bf16 scales + biases read per call / time, every call on a different
 copy of the weights (>= 1 GiB of copies), so the weights come from DRAM as in decode. MLX's kernels are
@@ -108,6 +108,9 @@ def main() -> None:
     ap.add_argument("--ref-prefill", type=int, default=16,
                     help="prompt tokens of the prefill runs on MLX's CPU kernels (mlx-lm, --kernels mlx), which take "
                          "minutes per 16 tokens at these sizes")
+    ap.add_argument("--model-engines", default="mlx-lm,mlx,k2",
+                    help="whole-model rows: mlx-lm, k2mlx --kernels mlx, k2mlx --kernels k2 (the first one given is the "
+                         "reference of the ratios)")
     ap.add_argument("--work", default=str(ROOT / ".cache" / "bench_cpu"))
     ap.add_argument("--build", default=os.environ.get("K2MLX_BUILD", str(ROOT / "build")))
     a = ap.parse_args()
@@ -175,14 +178,18 @@ def main() -> None:
         short = [(7 * i + 3) % 1000 + 10 for i in range(8)]
         long = [(7 * i + 3) % 1000 + 10 for i in range(a.prefill)]
         ref_long = long[:a.ref_prefill]
-        ref_d = run_mlx_lm(model, short, a.decode)
-        ref_p = run_mlx_lm(model, ref_long, 2)
-        rows = [("mlx-lm", ref_d, ref_p, len(ref_long))]
+        engines = a.model_engines.split(",")
+        rows = []
+        if "mlx-lm" in engines:
+            rows.append(("mlx-lm", run_mlx_lm(model, short, a.decode), run_mlx_lm(model, ref_long, 2), len(ref_long)))
         for kernels in ("mlx", "k2"):
+            if kernels not in engines:
+                continue
             prompt = long if kernels == "k2" else ref_long
             d = run_k2mlx(k2, model, short, a.decode, kernels, work, t_all)
             p = run_k2mlx(k2, model, prompt, 2, kernels, work, t_all)
             rows.append((f"k2mlx --kernels {kernels}", d, p, len(prompt)))
+        ref_d, ref_p = rows[0][1], rows[0][2]
         for name, d, p, n in rows:
             gbps = d["decode_tps"] * per_token / 1e9
             print(f"| {name} | {d['decode_tps']:.2f} | {gbps:.2f} ({gbps / limit[t_all]:.2f}) | "
