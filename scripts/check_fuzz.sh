@@ -14,7 +14,8 @@ seconds="${1:-20}"
 shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(http_framing openai_request anthropic_messages chat_template jinja_parse
-                                     tool_call_parser tokenizer safetensors_header)
+                                     tool_call_parser tokenizer safetensors_header checkpoint_index model_config
+                                     id_list)
 command -v clang++ >/dev/null || { echo "check_fuzz: clang++ not found (apt-get install clang libclang-rt-14-dev)"; exit 1; }
 t0=$(date +%s)
 mlx_root="$("$here/.deps/venv/bin/python" -c 'import mlx; print(list(mlx.__path__)[0])')"

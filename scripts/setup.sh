@@ -17,11 +17,12 @@ install_system_packages() {
   # Libraries the build links (serial OpenBLAS: MLX's float32 matmuls bind to it, src/CMakeLists.txt), then what the tests drive: chromium (chat page), curl, strace (shard-read
   # trace), clang + libc++ (scripts/check_clang.sh), clang's libFuzzer and sanitizer runtimes
   # (scripts/check_fuzz.sh), an arm64 cross compiler and qemu (scripts/check_neon.sh:
-  # the NEON kernel against the scalar one).
+  # the NEON kernel against the scalar one), Open MPI with its unversioned libmpi.so, which only the -dev
+  # package provides and MLX's MPI backend loads (tests/python/pipeline/test_mpi.py).
   local pkgs=(build-essential cmake ninja-build pkg-config nlohmann-json3-dev libcli11-dev
               libfmt-dev libgtest-dev libpcre2-dev libcpp-httplib-dev libopenblas-serial-dev
               chromium curl strace clang libc++-dev libc++abi-dev libclang-rt-14-dev g++-aarch64-linux-gnu
-              qemu-user)
+              qemu-user openmpi-bin libopenmpi-dev)
   # Node.js/npm (the openai npm SDK and the chat page test) and cargo (tools/text/fetch_kimi_vocab.sh) are
   # often installed another way (NodeSource, rustup): take Debian's only when the command is missing, since
   # Debian's npm conflicts with NodeSource's nodejs package.

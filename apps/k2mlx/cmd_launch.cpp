@@ -12,8 +12,8 @@
 
 #include "commands.h"
 #include "core/error.h"
+#include "launcher.h"
 #include "pipeline/hostfile.h"
-#include "pipeline/launcher.h"
 
 namespace k2::cli {
 

@@ -9,16 +9,13 @@
 
 #include <CLI/CLI.hpp>
 
+#include "id_list.h"
 #include "text_io.h"
 
 namespace k2::cli {
 
 // The whole content of `path` ("-" = stdin), as bytes. `flag` names the option in errors.
 std::string read_input(const std::string& path, const std::string& flag);
-
-// Token ids from text: "1,2,3", "1 2 3", one per line, or a JSON array [1, 2, 3]. `where` names the
-// source in errors ("--ids", "--ids-file ids.txt"), which also give the line and the bad element.
-std::vector<int> parse_ids(const std::string& text, const std::string& where = "--ids");
 
 // Ids from --ids TEXT or --ids-file PATH (whichever is set); `ids_name` names the first in errors.
 std::vector<int> ids_from(const std::string& ids, const std::string& ids_file, const std::string& ids_name = "--ids");

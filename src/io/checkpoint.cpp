@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <iterator>
 #include <set>
 
 #include <fmt/format.h>
@@ -24,29 +25,38 @@ bool leaves_folder(const std::string& name) {
 
 }  // namespace
 
+std::vector<std::pair<std::string, std::string>> parse_checkpoint_index(const std::string& text,
+                                                                        const std::string& source) {
+  json index;
+  try {
+    index = json::parse(text);
+  } catch (const json::exception& e) {
+    throw CheckpointError(fmt::format("{}: not valid JSON ({})", source, e.what()));
+  }
+  if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
+    throw CheckpointError(fmt::format("{}: has no \"weight_map\" object", source));
+  std::vector<std::pair<std::string, std::string>> map;
+  for (auto& [name, file] : index["weight_map"].items()) {
+    if (!file.is_string())
+      throw CheckpointError(fmt::format("{}: weight_map entry '{}' is not a file name", source, name));
+    const auto f = file.get<std::string>();
+    if (leaves_folder(f)) throw CheckpointError(fmt::format("{}: shard name '{}' leaves the model folder", source, f));
+    map.emplace_back(name, f);
+  }
+  return map;
+}
+
 Checkpoint::Checkpoint(const fs::path& dir) : dir_(dir) {
   if (!fs::is_directory(dir_))
     throw CheckpointError(fmt::format("{}: not a directory (expected a model folder)", dir_.string()));
 
   const fs::path index_path = dir_ / "model.safetensors.index.json";
   if (fs::exists(index_path)) {
-    json index;
-    try {
-      std::ifstream in(index_path);
-      index = json::parse(in);
-    } catch (const json::exception& e) {
-      throw CheckpointError(fmt::format("{}: not valid JSON ({})", index_path.string(), e.what()));
-    }
-    if (!index.contains("weight_map") || !index["weight_map"].is_object())
-      throw CheckpointError(fmt::format("{}: has no \"weight_map\" object", index_path.string()));
+    std::ifstream in(index_path, std::ios::binary);
+    if (!in) throw CheckpointError(fmt::format("{}: cannot be opened", index_path.string()));
+    const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
     std::map<std::string, size_t> by_file;
-    for (auto& [name, file] : index["weight_map"].items()) {
-      if (!file.is_string())
-        throw CheckpointError(
-            fmt::format("{}: weight_map entry '{}' is not a file name", index_path.string(), name));
-      const auto f = file.get<std::string>();
-      if (leaves_folder(f))
-        throw CheckpointError(fmt::format("{}: shard name '{}' leaves the model folder", index_path.string(), f));
+    for (auto& [name, f] : parse_checkpoint_index(text, index_path.string())) {
       auto [it, fresh] = by_file.emplace(f, shards_.size());
       if (fresh) shards_.push_back(Shard{f, {}, nullptr});
       shards_[it->second].promised.push_back(name);

@@ -11,11 +11,18 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "io/safetensors.h"
 
 namespace k2 {
+
+// The weight map of a model.safetensors.index.json text, as (tensor, shard file) pairs in name order.
+// Throws CheckpointError for invalid JSON, a missing "weight_map" object, a non-string entry or a shard
+// name that leaves the model folder. `source` names the file in errors.
+std::vector<std::pair<std::string, std::string>> parse_checkpoint_index(const std::string& text,
+                                                                        const std::string& source);
 
 class Checkpoint {
  public:

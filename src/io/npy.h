@@ -1,5 +1,5 @@
-// Writing arrays as NumPy .npy files (format version 1.0), so logits can be compared with any
-// other implementation. Only float32 output; the caller converts.
+// Writing arrays as NumPy .npy files, so logits can be compared with any other implementation. MLX's
+// mx::save writes the file; this adds the float32 conversion and k2's errors. Only float32 output.
 #pragma once
 
 #include <string>
@@ -8,7 +8,8 @@
 
 namespace k2 {
 
-// Evaluates `a`, converts it to float32 and writes it to `path` (C order). Throws k2::Error on I/O failure.
+// Evaluates `a`, converts it to float32 and writes it to `path` as .npy (exactly that path: unlike
+// mx::save(std::string, …) no ".npy" is appended). Throws k2::Error when the file cannot be written.
 void save_npy_float32(const std::string& path, const mlx::core::array& a);
 
 }  // namespace k2

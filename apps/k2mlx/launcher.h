@@ -1,6 +1,6 @@
-// Starts the ranks of a multi-process job (locally, or over ssh for remote hosts) with MLX's ring
-// environment (MLX_RANK, MLX_HOSTFILE) and supervises them: when one rank dies the others are stopped
-// and the lost rank is named. Knows processes and exit codes, never tensors.
+// `k2mlx launch`'s supervisor: starts the ranks of a multi-process job (locally, or over ssh for remote hosts)
+// with MLX's ring environment (MLX_RANK, MLX_HOSTFILE) and supervises them: when one rank dies the others are
+// stopped and the lost rank is named. Command-line code (processes, signals, exit codes), not the library.
 #pragma once
 
 #include <string>
@@ -8,7 +8,7 @@
 
 #include "pipeline/hostfile.h"
 
-namespace k2 {
+namespace k2::cli {
 
 // Exit status of a rank that stops because a neighbour went away (not the first failure).
 inline constexpr int kExitPeerLost = 4;
@@ -25,6 +25,7 @@ struct LaunchOptions {
 
 // Runs the job to completion. Returns 0 when every rank exits 0; otherwise prints which rank failed
 // and how, stops the others (SIGTERM, then SIGKILL after 5 s) and returns that rank's exit code (or 1).
+// SIGINT / SIGTERM to this process while it runs stop every rank and return 128 + the signal.
 int launch(const LaunchOptions& options);
 
 // The shell command a remote rank runs through ssh (exposed for tests and --dry-run).
@@ -33,4 +34,4 @@ std::string remote_command(const LaunchOptions& options, int rank, const std::st
 // POSIX shell single-quoting.
 std::string shell_quote(const std::string& s);
 
-}  // namespace k2
+}  // namespace k2::cli
