@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <set>
 
 #include "core/error.h"
 #include "engine/scheduler.h"
@@ -136,6 +137,80 @@ TEST(Scheduler, ShortPrefillGoesFirstAndIsInterleavedWithOneBatchedDecode) {
   EXPECT_EQ(shorter.tokens, (std::vector<int>{10, 73}));
   EXPECT_EQ(longer.tokens, (std::vector<int>{24, 71}));
   for (auto& [seq, n] : step.prefills) EXPECT_LE(n, 4) << "seq " << seq;
+}
+
+// The script again, launched in the background: read() returns what launch() computed; a chained row feeds the id
+// the sequence's previous launch sampled. Logs "l<rows>" per launch and "r" per read.
+class ChainingStep : public ScriptedStep {
+ public:
+  std::set<int> no_chain;   // sequences whose sampler needs fed ids
+  std::map<int, int> last;  // seq -> id its latest launch sampled
+  int chained_rows = 0;
+
+  class Launched : public k2::LaunchedDecode {
+   public:
+    Launched(std::vector<int> ids, std::vector<std::string>& log) : ids_(std::move(ids)), log_(log) {}
+    std::vector<int> read() override {
+      log_.push_back("r");
+      return ids_;
+    }
+
+   private:
+    std::vector<int> ids_;
+    std::vector<std::string>& log_;
+  };
+  std::unique_ptr<k2::LaunchedDecode> launch(const std::vector<DecodeRow>& rows) override {
+    std::vector<int> out;
+    for (const DecodeRow& r : rows) {
+      if (r.chained) {
+        EXPECT_TRUE(chains(r.seq)) << "seq " << r.seq;
+        ++chained_rows;
+      }
+      ++length_[r.seq];
+      out.push_back(last[r.seq] = next(r.chained ? last.at(r.seq) : r.token));
+    }
+    log.push_back("l" + std::to_string(rows.size()));
+    return std::make_unique<Launched>(std::move(out), log);
+  }
+  bool chains(int seq) const override { return !no_chain.count(seq); }
+};
+
+TEST(Scheduler, NextDecodeIsLaunchedBeforeThePreviousIsReadWithTheSameTokens) {
+  ChainingStep step;
+  k2::Scheduler s(step, 4);
+  JobResult a, b;
+  s.add(job({1}, 6, {}, a), std::make_shared<k2::JobHandle>());
+  s.add(job({5, 6, 1}, 10, {14}, b), std::make_shared<k2::JobHandle>());
+  drain(s);
+  // What the synchronous loop gives (the tests above).
+  EXPECT_EQ(a.tokens, (std::vector<int>{10, 73, 14, 1, 10, 73}));
+  EXPECT_EQ(a.finish_reason, "length");
+  EXPECT_EQ(b.tokens, (std::vector<int>{10, 73}));
+  EXPECT_EQ(b.finish_reason, "stop");
+  // Step 1 prefills b and launches both first rows; from step 2 on each launch comes before the previous read.
+  ASSERT_GE(step.log.size(), 5u);
+  EXPECT_EQ(std::vector<std::string>(step.log.begin(), step.log.begin() + 5),
+            (std::vector<std::string>{"p1", "l2", "l2", "r", "l2"}));
+  EXPECT_GT(step.chained_rows, 0);
+  // b's row launched on its stop id ran, but the ids held for reuse are the fed ones only; a's last id (the
+  // token limit) got no row.
+  EXPECT_EQ(step.ends[1].held, (std::vector<int>{5, 6, 1, 10, 73}));
+  EXPECT_EQ(step.length_[1], 6);
+  EXPECT_EQ(step.ends[0].held, (std::vector<int>{1, 10, 73, 14, 1, 10}));
+  EXPECT_EQ(step.ends[0].last_emitted, 73);
+  EXPECT_EQ(step.length_[0], 6);
+}
+
+TEST(Scheduler, ASequenceThatCannotChainIsReadBeforeTheNextLaunch) {
+  ChainingStep step;
+  step.no_chain = {0};
+  k2::Scheduler s(step, 4);
+  JobResult a;
+  s.add(job({1}, 4, {}, a), std::make_shared<k2::JobHandle>());
+  drain(s);
+  EXPECT_EQ(a.tokens, (std::vector<int>{10, 73, 14, 1}));
+  EXPECT_EQ(step.chained_rows, 0);
+  EXPECT_EQ(step.log, (std::vector<std::string>{"l1", "r", "l1", "r", "l1", "r", "l1", "r"}));
 }
 
 TEST(Scheduler, BadJobsEndAtOnceWithAnInputError) {
