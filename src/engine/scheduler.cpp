@@ -11,8 +11,10 @@
 
 namespace k2 {
 
-Scheduler::Scheduler(ModelStep& step, int parallel) : step_(step), parallel_(parallel) {
+Scheduler::Scheduler(ModelStep& step, int parallel, int step_tokens)
+    : step_(step), parallel_(parallel), step_tokens_(step_tokens) {
   if (parallel < 1) throw InputError(fmt::format("the number of parallel sequences must be at least 1, got {}", parallel));
+  if (step_tokens < 0) throw InputError(fmt::format("the tokens per step must be >= 0 (0 = no budget), got {}", step_tokens));
 }
 
 void Scheduler::add(GenerationJob job, std::shared_ptr<JobHandle> handle, double queue_seconds) {
@@ -62,7 +64,7 @@ void Scheduler::step() {
   // Cancelled sequences leave before any more work is spent on them (an id of theirs in flight is dropped).
   for (Sequence& s : running_)
     if (s.cancelled()) s.finish("cancelled");
-  prefill_one();
+  prefill();
   // Launch this step's decode from the previous step's ids while they may still be computing, then read those:
   // the host builds step t + 1 while the device computes step t. Where a sequence cannot chain, read first.
   std::optional<InFlight> previous = std::move(in_flight_);
@@ -89,7 +91,22 @@ void Scheduler::step() {
   }
 }
 
-void Scheduler::prefill_one() {
+void Scheduler::prefill() {
+  if (step_tokens_ == 0) {
+    prefill_one(-1);
+    return;
+  }
+  // The decode rows of this step come out of the budget first: a step costs about its token count.
+  int rows = 0;
+  for (const Sequence& s : running_) rows += s.decoding() ? 1 : 0;
+  for (int budget = std::max(1, step_tokens_ - rows); budget > 0;) {
+    const int used = prefill_one(budget);
+    if (used < 0) return;
+    budget -= used;
+  }
+}
+
+int Scheduler::prefill_one(int budget) {
   // The prompt with the fewest tokens left to prefill (the earliest admitted on a tie): a short request that
   // arrives during a long prefill waits for one chunk of it at most, and the long one continues afterwards.
   Sequence* pick = nullptr;
@@ -102,18 +119,21 @@ void Scheduler::prefill_one() {
       pick_left = left;
     }
   }
-  if (!pick) return;
+  if (!pick) return -1;
   const std::vector<int>& prompt = pick->prompt();
   const int n = static_cast<int>(prompt.size());
   const int from = pick->prefilled();
-  const int to = std::min(from + step_.prefill_chunk(n), n - 1);
+  int len = std::min(step_.prefill_chunk(n), n - 1 - from);
+  if (budget >= 0) len = std::min(len, budget);
+  const int to = from + len;
   try {
     step_.prefill(pick->id(), std::vector<int>(prompt.begin() + from, prompt.begin() + to));
   } catch (const InputError&) {
     pick->fail(std::current_exception());
-    return;
+    return 0;
   }
   pick->set_prefilled(to);
+  return len;
 }
 
 namespace {

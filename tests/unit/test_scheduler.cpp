@@ -213,6 +213,31 @@ TEST(Scheduler, ASequenceThatCannotChainIsReadBeforeTheNextLaunch) {
   EXPECT_EQ(step.log, (std::vector<std::string>{"l1", "r", "l1", "r", "l1", "r", "l1", "r"}));
 }
 
+TEST(Scheduler, StepTokenBudgetIsSharedByDecodeRowsAndPrefillChunks) {
+  ScriptedStep step;
+  step.chunk = 100;  // without the budget the long prompt would run in one chunk
+  k2::Scheduler s(step, 4, 6);
+  JobResult lone, longer, shorter;
+  s.add(job({1}, 8, {}, lone), std::make_shared<k2::JobHandle>());                       // one decode row
+  s.add(job(std::vector<int>(30, 3), 2, {}, longer), std::make_shared<k2::JobHandle>());  // 29 to prefill
+  s.step();
+  s.add(job({4, 4, 4, 1}, 2, {}, shorter), std::make_shared<k2::JobHandle>());  // arrives during the long prefill
+  s.step();
+  // Step 1: 6 - 1 decode row = 5 prompt tokens. Step 2: the newcomer's 3, then 2 more of the long prompt, and
+  // the newcomer decodes in the same step.
+  ASSERT_GE(step.prefills.size(), 3u);
+  EXPECT_EQ(step.prefills[0], std::make_pair(1, 5));
+  EXPECT_EQ(step.prefills[1], std::make_pair(2, 3));
+  EXPECT_EQ(step.prefills[2], std::make_pair(1, 2));
+  EXPECT_EQ(step.decodes[1], (std::vector<int>{0, 2}));
+  drain(s);
+  for (size_t i = 3; i < step.prefills.size(); ++i) EXPECT_LE(step.prefills[i].second, 5) << "prefill " << i;
+  EXPECT_EQ(lone.tokens, (std::vector<int>{10, 73, 14, 1, 10, 73, 14, 1}));
+  EXPECT_EQ(shorter.tokens, (std::vector<int>{10, 73}));
+  EXPECT_EQ(longer.tokens, (std::vector<int>{24, 71}));
+  EXPECT_THROW(k2::Scheduler(step, 4, -1), k2::InputError);
+}
+
 TEST(Scheduler, BadJobsEndAtOnceWithAnInputError) {
   ScriptedStep step;
   k2::Scheduler s(step, 2);
