@@ -99,10 +99,16 @@ void Scheduler::prefill() {
   // The decode rows of this step come out of the budget first: a step costs about its token count.
   int rows = 0;
   for (const Sequence& s : running_) rows += s.decoding() ? 1 : 0;
+  // A prompt whose prefill completes ends the step's prefill, so that its first token is not held back by
+  // another prompt's chunk (the time to first token of a short request arriving during a long prefill).
+  const size_t decoding_before = static_cast<size_t>(rows);
   for (int budget = std::max(1, step_tokens_ - rows); budget > 0;) {
     const int used = prefill_one(budget);
     if (used < 0) return;
     budget -= used;
+    size_t decoding = 0;
+    for (const Sequence& s : running_) decoding += s.decoding() ? 1 : 0;
+    if (decoding > decoding_before) return;
   }
 }
 

@@ -22,8 +22,8 @@ namespace k2 {
 class Scheduler {
  public:
   // step_tokens > 0: a budget of tokens per step shared by the decode rows and the prefill chunks (a step
-  // prefills at most step_tokens minus its decode rows, at least one token, spread over the waiting prompts
-  // fewest-left first), so that a step, and with it the wait of a request that arrives during a long
+  // prefills at most step_tokens minus its decode rows, at least one token, over the waiting prompts fewest-left
+  // first, until one of them is ready to decode), so that a step, and with it the wait of a request that arrives during a long
   // prefill, stays short. 0: each step prefills one chunk (ModelStep::prefill_chunk) of one prompt.
   Scheduler(ModelStep& step, int parallel, int step_tokens = 0);
 

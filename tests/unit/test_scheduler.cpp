@@ -223,12 +223,13 @@ TEST(Scheduler, StepTokenBudgetIsSharedByDecodeRowsAndPrefillChunks) {
   s.step();
   s.add(job({4, 4, 4, 1}, 2, {}, shorter), std::make_shared<k2::JobHandle>());  // arrives during the long prefill
   s.step();
-  // Step 1: 6 - 1 decode row = 5 prompt tokens. Step 2: the newcomer's 3, then 2 more of the long prompt, and
-  // the newcomer decodes in the same step.
+  // Step 1: 6 - 1 decode row = 5 prompt tokens. Step 2: the newcomer's 3, which end the step's prefill (it is
+  // ready), and it decodes in the same step. Step 3: 6 - 2 rows = 4 more of the long prompt.
+  s.step();
   ASSERT_GE(step.prefills.size(), 3u);
   EXPECT_EQ(step.prefills[0], std::make_pair(1, 5));
   EXPECT_EQ(step.prefills[1], std::make_pair(2, 3));
-  EXPECT_EQ(step.prefills[2], std::make_pair(1, 2));
+  EXPECT_EQ(step.prefills[2], std::make_pair(1, 4));
   EXPECT_EQ(step.decodes[1], (std::vector<int>{0, 2}));
   drain(s);
   for (size_t i = 3; i < step.prefills.size(); ++i) EXPECT_LE(step.prefills[i].second, 5) << "prefill " << i;
