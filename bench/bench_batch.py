@@ -5,7 +5,7 @@
 """Benchmark continuous batching in k2mlx serve.
 
   bench/bench_batch.py [--model DIR] [--streams 1,2,4,8] [--prompt 64] [--gen 48] [--long 2048] [--chunk 256]
-                       [--pipeline] [--bin PATH]
+                       [--step-tokens N] [--pipeline] [--bin PATH]
 
 Without --model the bench builds bench_pipeline.py's random Kimi-shaped checkpoint (hidden 1024, 32 experts
 top-8, 4-bit g64) into tests/.work/. Greedy /v1/completions with token-id prompts, streamed; a stream's tok/s is
@@ -120,7 +120,8 @@ def throughput(binary: Path, model: Path, ranks: int, streams: list[int], a) -> 
 
 
 def ttft_during_prefill(binary: Path, model: Path, a) -> tuple[float, float]:
-    proc, addr = start(binary, model, 1, "--parallel", "4", "--prompt-cache-mib", "0", "--prefill-chunk", str(a.chunk))
+    proc, addr = start(binary, model, 1, "--parallel", "4", "--prompt-cache-mib", "0", "--prefill-chunk", str(a.chunk),
+                       "--step-tokens", str(a.step_tokens))
     try:
         stream(addr, [1, 2, 3], 2)
         idle = statistics.median(stream(addr, prompt(900 + i, 16, a.vocab), 4)["ttft"] for i in range(3))
@@ -159,6 +160,7 @@ def main() -> None:
     ap.add_argument("--gen", type=int, default=48)
     ap.add_argument("--long", type=int, default=2048, help="prompt tokens of the long request in the TTFT test")
     ap.add_argument("--chunk", type=int, default=256, help="--prefill-chunk of the server")
+    ap.add_argument("--step-tokens", type=int, default=0, help="--step-tokens of the server in the TTFT test")
     ap.add_argument("--repeats", type=int, default=2, help="rounds per stream count; the best is reported")
     ap.add_argument("--pipeline", action="store_true", help="also a 2-rank pipeline on loopback")
     ap.add_argument("--layers", type=int, default=8, help="layers of the generated model")
@@ -176,7 +178,8 @@ def main() -> None:
         print(f"(pipeline run: {time.perf_counter() - t0:.0f} s wall)\n")
     idle, busy = ttft_during_prefill(a.bin, model, a)
     print("| short request (16 tokens) | TTFT (s) |\n|---|---|")
-    print(f"| server idle | {idle:.3f} |\n| during a {a.long}-token prefill | {busy:.3f} |")
+    print(f"| server idle | {idle:.3f} |\n| during a {a.long}-token prefill (chunks of {a.chunk}, --step-tokens "
+          f"{a.step_tokens}) | {busy:.3f} |")
     print(f"| **during / idle** | **{busy / idle:.2f}×** |")
 
 

@@ -66,9 +66,9 @@ std::vector<BatchItem> read_batch(const std::string& path, const BatchItem& defa
   return items;
 }
 
-std::vector<JobResult> run_batch(ModelStep& step, int parallel, std::vector<BatchItem> items) {
+std::vector<JobResult> run_batch(ModelStep& step, int parallel, std::vector<BatchItem> items, int step_tokens) {
   std::vector<JobResult> results(items.size());
-  Scheduler scheduler(step, parallel);
+  Scheduler scheduler(step, parallel, step_tokens);
   size_t next = 0;
   while (next < items.size() || !scheduler.idle()) {
     while (next < items.size() && scheduler.has_room()) {

@@ -25,7 +25,8 @@ struct BatchItem {
 std::vector<BatchItem> read_batch(const std::string& path, const BatchItem& defaults, const TextModel* text);
 
 // Runs every item on `step`, `parallel` at a time; results in input order.
-std::vector<JobResult> run_batch(ModelStep& step, int parallel, std::vector<BatchItem> items);
+// `step_tokens`: the loop's per-step token budget (engine/scheduler.h; 0 = none).
+std::vector<JobResult> run_batch(ModelStep& step, int parallel, std::vector<BatchItem> items, int step_tokens = 0);
 
 // One JSON line per result: tokens, finish_reason, prompt_tokens, cached_tokens, first_token_seconds,
 // decode_seconds; "error" instead when the job failed.

@@ -38,6 +38,7 @@ struct GenerateFlags {
   bool ignore_eos = false;
   std::string batch, batch_out = "-";
   int parallel = 4;
+  int step_tokens = 0;
   double prompt_cache_mib = 0;
 };
 
@@ -58,7 +59,7 @@ int generate_batch(GenerateFlags& f) {
   LocalStep step(model, f.prefill.chunking(),
                  PromptCacheOptions{static_cast<size_t>(f.prompt_cache_mib * 1024 * 1024), 8});
   const auto start = std::chrono::steady_clock::now();
-  const std::vector<JobResult> results = run_batch(step, f.parallel, std::move(items));
+  const std::vector<JobResult> results = run_batch(step, f.parallel, std::move(items), f.step_tokens);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   write_batch(f.batch_out == "-" ? "/dev/stdout" : f.batch_out, results);
   size_t generated = 0;
@@ -96,6 +97,10 @@ Command add_generate(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--parallel", f->parallel, "With --batch: sequences decoded together")
       ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--step-tokens", f->step_tokens,
+                  "With --batch: tokens per step, decode rows and prompt chunks together (0 = one prefill chunk per step)")
+      ->check(non_negative())
       ->capture_default_str();
   cmd->add_option("--prompt-cache-mib", f->prompt_cache_mib,
                   "With --batch: memory for KV caches of finished prompts that later lines may extend (0 = off)")

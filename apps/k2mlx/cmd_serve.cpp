@@ -39,6 +39,7 @@ struct ServeFlags {
   int max_tokens = 4096;
   size_t queue = 16;
   int parallel = 4;
+  int step_tokens = 0;
   double prompt_cache_mib = 2048;
   int prompt_cache_entries = 8;
   PrefillFlags prefill;
@@ -127,6 +128,7 @@ WorkerOptions worker_options(const ServeFlags& f) {
   WorkerOptions wo;
   wo.max_queue = f.queue;
   wo.parallel = f.parallel;
+  wo.step_tokens = f.step_tokens;
   return wo;
 }
 
@@ -209,6 +211,10 @@ Command add_serve(CLI::App& app) {
   cmd->add_option("--parallel", f->parallel,
                   "Sequences generated together (continuous batching); further requests wait in the queue")
       ->capture_default_str();
+  cmd->add_option("--step-tokens", f->step_tokens,
+                  "Tokens per engine step, decode rows and prompt chunks together, so that a request arriving during a "
+                  "long prefill waits for one short step (0 = one --prefill-chunk per step)")
+      ->capture_default_str();
   cmd->add_option("--queue", f->queue, "Requests that may wait for a place in the batch before new ones get 503")
       ->capture_default_str();
   cmd->add_option("--prompt-cache-mib", f->prompt_cache_mib,
@@ -231,6 +237,7 @@ Command add_serve(CLI::App& app) {
   return [f]() {
     if (f->queue < 1) throw InputError("--queue must be at least 1");
     if (f->parallel < 1) throw InputError(fmt::format("--parallel must be at least 1, got {}", f->parallel));
+    if (f->step_tokens < 0) throw InputError(fmt::format("--step-tokens must be >= 0, got {}", f->step_tokens));
     if (f->max_tokens < 1) throw InputError(fmt::format("--max-tokens must be at least 1, got {}", f->max_tokens));
     if (f->prompt_cache_mib < 0) throw InputError("--prompt-cache-mib must be >= 0");
     parse_template_kwargs(f->chat_template_kwargs);  // refuse bad JSON before loading the model

@@ -59,28 +59,68 @@ std::vector<TokenLogprobs> LocalStep::score_prompt(const std::vector<int>& promp
                            std::vector<int>(prompt.begin() + 1, prompt.end()), top_n);
 }
 
-std::vector<int> LocalStep::decode(const std::vector<DecodeRow>& rows) {
+namespace {
+
+// The ids of a launch, evaluated in the background from the moment it was launched.
+class LocalDecode : public LaunchedDecode {
+ public:
+  explicit LocalDecode(std::vector<mx::array> tokens) : tokens_(std::move(tokens)) {}
+  std::vector<int> read() override {
+    mx::eval(tokens_);
+    std::vector<int> out(tokens_.size());
+    for (size_t b = 0; b < tokens_.size(); ++b) out[b] = static_cast<int>(tokens_[b].item<uint32_t>());
+    return out;
+  }
+
+ private:
+  std::vector<mx::array> tokens_;  // [B] uint32 scalars
+};
+
+}  // namespace
+
+bool LocalStep::chains(int seq) const {
+  auto it = running_.find(seq);
+  return it != running_.end() && !it->second.sampler.needs_fed_ids();
+}
+
+std::unique_ptr<LaunchedDecode> LocalStep::launch(const std::vector<DecodeRow>& rows) {
   const int B = static_cast<int>(rows.size());
-  std::vector<int> ids(B);
   std::vector<KvCache*> caches(B);
+  std::vector<int> known(B);
+  std::vector<mx::array> fed;  // [1] int32 per row: a known id, or the lazy id of the sequence's previous launch
+  bool any_chained = false;
+  fed.reserve(B);
   for (int b = 0; b < B; ++b) {
-    ids[b] = rows[b].token;
-    caches[b] = &get(rows[b].seq).session->cache();
+    Running& r = get(rows[b].seq);
+    caches[b] = &r.session->cache();
+    if (rows[b].chained) {
+      if (!r.last || r.sampler.needs_fed_ids())
+        throw Error(fmt::format("engine: sequence {} cannot chain its decode row", rows[b].seq));
+      fed.push_back(mx::reshape(mx::astype(*r.last, mx::int32), {1}));
+      any_chained = true;
+    } else {
+      known[b] = rows[b].token;
+      fed.push_back(mx::array(&rows[b].token, mx::Shape{1}, mx::int32));
+    }
   }
   const int vocab = model_.config().vocab_size;
-  mx::array h = model_.run_layers(model_.embed(mx::array(ids.data(), mx::Shape{B, 1}, mx::int32)), caches);  // [B, 1, hidden]
-  mx::array logits = model_.head(h);                                                                        // [B, 1, vocab]
+  mx::array ids = !any_chained ? mx::array(known.data(), mx::Shape{B, 1}, mx::int32)   // [B, 1]
+                               : mx::reshape(B == 1 ? fed[0] : mx::concatenate(fed, 0), {B, 1});
+  mx::array logits = model_.head(model_.run_layers(model_.embed(ids), caches));            // [B, 1, vocab]
   std::vector<mx::array> tokens;
   tokens.reserve(B);
   for (int b = 0; b < B; ++b) {
+    Running& r = get(rows[b].seq);
     mx::array row = mx::reshape(mx::slice(logits, {b, 0, 0}, {b + 1, 1, vocab}), {vocab});  // [vocab]
-    tokens.push_back(get(rows[b].seq).sampler.next(row, rows[b].token));
+    // A chained row's fed id is not known here; only a sampler that needs no fed ids gets one (checked above).
+    tokens.push_back(r.sampler.next(row, rows[b].chained ? -1 : rows[b].token));
+    r.last = tokens.back();
   }
-  mx::eval(tokens);
-  std::vector<int> out(B);
-  for (int b = 0; b < B; ++b) out[b] = static_cast<int>(tokens[b].item<uint32_t>());
-  return out;
+  mx::async_eval(tokens);
+  return std::make_unique<LocalDecode>(std::move(tokens));
 }
+
+std::vector<int> LocalStep::decode(const std::vector<DecodeRow>& rows) { return launch(rows)->read(); }
 
 void LocalStep::end(int seq, SequenceEnd how) {
   auto it = running_.find(seq);

@@ -1,6 +1,7 @@
 // The generation step on a whole model in this process: each sequence holds a Session (its KV cache, leased
 // from the PromptCache so that prompts are reused) and a SequenceSampler; decode runs every row in one
-// batched forward (Model::run_layers over per-sequence caches).
+// batched forward (Model::run_layers over per-sequence caches), started with async_eval so that the loop can
+// build the next step from its still-lazy ids (chained rows) while it runs.
 #pragma once
 
 #include <map>
@@ -20,6 +21,8 @@ class LocalStep : public ModelStep {
   int begin(int seq, const std::vector<int>& prompt, const SamplingParams& sampling) override;
   void prefill(int seq, const std::vector<int>& ids) override;
   std::vector<int> decode(const std::vector<DecodeRow>& rows) override;
+  std::unique_ptr<LaunchedDecode> launch(const std::vector<DecodeRow>& rows) override;
+  bool chains(int seq) const override;
   std::optional<TokenLogprobs> take_logprobs(int seq) override;
   std::vector<TokenLogprobs> score_prompt(const std::vector<int>& prompt, int top_n) override;
   void end(int seq, SequenceEnd how) override;
@@ -38,6 +41,7 @@ class LocalStep : public ModelStep {
   struct Running {
     std::unique_ptr<Session> session;
     SequenceSampler sampler;
+    std::optional<mlx::core::array> last;  // the id its latest launched decode samples (uint32 scalar, maybe lazy)
   };
   Running& get(int seq);
   const Running& get(int seq) const;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -12,10 +13,30 @@
 
 namespace k2 {
 
-// One row of a batched decode step: feed `token` to sequence `seq`, sample the token after it.
+// One row of a batched decode step: feed `token` to sequence `seq`, sample the token after it. A chained row
+// feeds instead the id the sequence's previous launched decode samples, before that id is read back (only for
+// a sequence the step chains(), see ModelStep::launch).
 struct DecodeRow {
   int seq = 0;
   int token = 0;
+  bool chained = false;
+};
+
+// A batched decode that has been started; read() waits for it and returns the sampled ids in row order.
+class LaunchedDecode {
+ public:
+  virtual ~LaunchedDecode() = default;
+  virtual std::vector<int> read() = 0;
+};
+
+// A decode whose ids were known when it was launched (a step that cannot compute in the background).
+class FinishedDecode : public LaunchedDecode {
+ public:
+  explicit FinishedDecode(std::vector<int> ids) : ids_(std::move(ids)) {}
+  std::vector<int> read() override { return std::move(ids_); }
+
+ private:
+  std::vector<int> ids_;
 };
 
 struct SequenceEnd {
@@ -37,6 +58,15 @@ class ModelStep {
   // One batched forward over every row; returns the id sampled after each row, in row order. Each row
   // gets exactly the computation it would get alone, apart from the rounding of the batched matmuls.
   virtual std::vector<int> decode(const std::vector<DecodeRow>& rows) = 0;
+  // decode(), started and returned before its ids are read back where the step can compute in the background,
+  // so that the loop builds the next step while this one runs (as mlx-lm's generate_step does with
+  // async_eval). Rows may be chained to the previous launch of their sequence. The default runs decode().
+  virtual std::unique_ptr<LaunchedDecode> launch(const std::vector<DecodeRow>& rows) {
+    return std::make_unique<FinishedDecode>(decode(rows));
+  }
+  // Whether the sequence's next row may be chained: its sampler needs no fed id on the host (no repetition
+  // penalty, no forced choice still open). False for a step that does not chain at all.
+  virtual bool chains(int /*seq*/) const { return false; }
   // With sampling.logprobs >= 0: the log-probabilities of the sequence's last sampled id (none otherwise).
   virtual std::optional<TokenLogprobs> take_logprobs(int /*seq*/) { return std::nullopt; }
   // Entry i scores prompt[i + 1] given the tokens before it, with `top_n` alternatives (prompt_logprobs).

@@ -51,6 +51,8 @@ class Sampler {
   // empty). Returns a scalar uint32 array (lazy).
   mlx::core::array sample(const mlx::core::array& logits, const std::optional<mlx::core::array>& recent);
   const SamplingParams& params() const { return params_; }
+  // A forced choice is still open: each draw is read back at once to narrow the next one.
+  bool constrained() const { return constrained_; }
   // With params.logprobs >= 0: the log-probabilities of the oldest drawn token not yet taken (tokens are
   // taken in the order they were drawn; evaluates). Throws Error when there is none.
   TokenLogprobs take_logprobs();
@@ -74,6 +76,7 @@ class RecentTokens {
   RecentTokens(const SamplingParams& p, const std::vector<int>& prompt);
   void push(int id);
   std::optional<mlx::core::array> array() const;  // [n] int32, or none when the penalty is off
+  bool active() const { return context_ > 0; }
 
  private:
   int context_;
@@ -87,6 +90,9 @@ class SequenceSampler {
  public:
   SequenceSampler(const SamplingParams& p, const std::vector<int>& prompt) : sampler_(p), recent_(p, prompt) {}
   mlx::core::array next(const mlx::core::array& logits, int fed);  // logits [vocab] -> uint32 scalar (lazy)
+  // The next draw depends on the fed id's value on the host (the penalty window) or reads its own draw
+  // back (forced choices): next() cannot be given a fed id that is still being computed.
+  bool needs_fed_ids() const { return recent_.active() || sampler_.constrained(); }
   bool wants_logprobs() const { return sampler_.params().logprobs >= 0; }
   TokenLogprobs take_logprobs() { return sampler_.take_logprobs(); }
 

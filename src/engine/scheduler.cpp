@@ -1,6 +1,6 @@
 // The generation loop: admission checks, chunked prefill (fewest tokens left first), the batched decode step and
 // retirement (the cache's held ids go back to the step for prompt reuse). Allocator cache is released every
-// 256 decode steps, as the single-sequence loop did.
+// 256 decode steps, as mlx-lm's generate_step does.
 #include "engine/scheduler.h"
 
 #include <algorithm>
@@ -11,8 +11,10 @@
 
 namespace k2 {
 
-Scheduler::Scheduler(ModelStep& step, int parallel) : step_(step), parallel_(parallel) {
+Scheduler::Scheduler(ModelStep& step, int parallel, int step_tokens)
+    : step_(step), parallel_(parallel), step_tokens_(step_tokens) {
   if (parallel < 1) throw InputError(fmt::format("the number of parallel sequences must be at least 1, got {}", parallel));
+  if (step_tokens < 0) throw InputError(fmt::format("the tokens per step must be >= 0 (0 = no budget), got {}", step_tokens));
 }
 
 void Scheduler::add(GenerationJob job, std::shared_ptr<JobHandle> handle, double queue_seconds) {
@@ -47,6 +49,8 @@ void Scheduler::add(GenerationJob job, std::shared_ptr<JobHandle> handle, double
 }
 
 void Scheduler::retire(Sequence& s, bool keep) {
+  if (in_flight_)  // a row launched on a guess that the sequence goes on: its id is dropped
+    std::replace(in_flight_->rows.begin(), in_flight_->rows.end(), &s, static_cast<Sequence*>(nullptr));
   try {
     step_.end(s.id(), SequenceEnd{s.held(step_.length(s.id())), keep, s.result().finish_reason == "cancelled",
                                   s.last_unfed()});
@@ -57,11 +61,20 @@ void Scheduler::retire(Sequence& s, bool keep) {
 }
 
 void Scheduler::step() {
-  // Cancelled sequences leave before any more work is spent on them.
+  // Cancelled sequences leave before any more work is spent on them (an id of theirs in flight is dropped).
   for (Sequence& s : running_)
     if (s.cancelled()) s.finish("cancelled");
-  prefill_one();
-  decode_all();
+  prefill();
+  // Launch this step's decode from the previous step's ids while they may still be computing, then read those:
+  // the host builds step t + 1 while the device computes step t. Where a sequence cannot chain, read first.
+  std::optional<InFlight> previous = std::move(in_flight_);
+  in_flight_.reset();
+  if (previous && !may_chain(*previous)) {
+    read(*previous);
+    previous.reset();
+  }
+  in_flight_ = launch_decode(previous);
+  if (previous) read(*previous);
   for (auto it = running_.begin(); it != running_.end();) {
     if (it->finished()) {
       retire(*it, !it->result().error);
@@ -70,9 +83,36 @@ void Scheduler::step() {
       ++it;
     }
   }
+  // Nobody waits for the launched decode any more (every row's sequence retired): finish it now, so that the
+  // step leaves nothing behind when the loop goes idle.
+  if (in_flight_ && std::all_of(in_flight_->rows.begin(), in_flight_->rows.end(), [](Sequence* s) { return !s; })) {
+    in_flight_->decode->read();
+    in_flight_.reset();
+  }
 }
 
-void Scheduler::prefill_one() {
+void Scheduler::prefill() {
+  if (step_tokens_ == 0) {
+    prefill_one(-1);
+    return;
+  }
+  // The decode rows of this step come out of the budget first: a step costs about its token count.
+  int rows = 0;
+  for (const Sequence& s : running_) rows += s.decoding() ? 1 : 0;
+  // A prompt whose prefill completes ends the step's prefill, so that its first token is not held back by
+  // another prompt's chunk (the time to first token of a short request arriving during a long prefill).
+  const size_t decoding_before = static_cast<size_t>(rows);
+  for (int budget = std::max(1, step_tokens_ - rows); budget > 0;) {
+    const int used = prefill_one(budget);
+    if (used < 0) return;
+    budget -= used;
+    size_t decoding = 0;
+    for (const Sequence& s : running_) decoding += s.decoding() ? 1 : 0;
+    if (decoding > decoding_before) return;
+  }
+}
+
+int Scheduler::prefill_one(int budget) {
   // The prompt with the fewest tokens left to prefill (the earliest admitted on a tie): a short request that
   // arrives during a long prefill waits for one chunk of it at most, and the long one continues afterwards.
   Sequence* pick = nullptr;
@@ -85,39 +125,62 @@ void Scheduler::prefill_one() {
       pick_left = left;
     }
   }
-  if (!pick) return;
+  if (!pick) return -1;
   const std::vector<int>& prompt = pick->prompt();
   const int n = static_cast<int>(prompt.size());
   const int from = pick->prefilled();
-  const int to = std::min(from + step_.prefill_chunk(n), n - 1);
+  int len = std::min(step_.prefill_chunk(n), n - 1 - from);
+  if (budget >= 0) len = std::min(len, budget);
+  const int to = from + len;
   try {
     step_.prefill(pick->id(), std::vector<int>(prompt.begin() + from, prompt.begin() + to));
   } catch (const InputError&) {
     pick->fail(std::current_exception());
-    return;
+    return 0;
   }
   pick->set_prefilled(to);
+  return len;
 }
 
-void Scheduler::decode_all() {
+namespace {
+// The sequence's id in flight is certainly its last (the token limit): no row is launched for it.
+bool ends_at_pending(Sequence& s) { return static_cast<int>(s.result().tokens.size()) + 1 >= s.job().max_tokens; }
+}  // namespace
+
+bool Scheduler::may_chain(const InFlight& previous) const {
+  for (Sequence* s : previous.rows)
+    if (s && !s->finished() && !ends_at_pending(*s) && !step_.chains(s->id())) return false;
+  return true;
+}
+
+std::optional<Scheduler::InFlight> Scheduler::launch_decode(const std::optional<InFlight>& previous) {
   std::vector<DecodeRow> rows;
-  std::vector<Sequence*> seqs;
+  InFlight out;
   for (Sequence& s : running_) {
     if (!s.decoding()) continue;
+    const bool pending = previous && std::find(previous->rows.begin(), previous->rows.end(), &s) != previous->rows.end();
+    if (pending && ends_at_pending(s)) continue;
     if (step_.length(s.id()) >= step_.max_positions()) {  // the context is full
-      s.finish("length");
+      if (!pending) s.finish("length");  // else its id in flight is read first, then it ends here next step
       continue;
     }
-    rows.push_back({s.id(), s.next_input()});
-    seqs.push_back(&s);
+    rows.push_back({s.id(), pending ? 0 : s.next_input(), pending});
+    out.rows.push_back(&s);
   }
-  if (rows.empty()) return;
-  const std::vector<int> sampled = step_.decode(rows);
-  for (size_t i = 0; i < seqs.size(); ++i) {
-    seqs[i]->fed();
-    seqs[i]->accept(sampled[i], step_.take_logprobs(seqs[i]->id()));
-  }
+  if (rows.empty()) return std::nullopt;
+  out.decode = step_.launch(rows);
   if (++steps_ % 256 == 0) mlx::core::clear_cache();
+  return out;
+}
+
+void Scheduler::read(InFlight& launched) {
+  const std::vector<int> sampled = launched.decode->read();
+  for (size_t i = 0; i < launched.rows.size(); ++i) {
+    Sequence* s = launched.rows[i];
+    if (!s || s->finished()) continue;
+    s->fed();
+    s->accept(sampled[i], step_.take_logprobs(s->id()));
+  }
 }
 
 void Scheduler::cancel_all() {
@@ -125,6 +188,7 @@ void Scheduler::cancel_all() {
 }
 
 void Scheduler::fail_all(std::exception_ptr error) {
+  in_flight_.reset();
   for (Sequence& s : running_) {
     s.fail(error);
     retire(s, false);

@@ -12,6 +12,8 @@ GenerationWorker::GenerationWorker(std::unique_ptr<ModelStep> step, WorkerOption
     : step_(std::move(step)), options_(options) {
   if (options_.parallel < 1)
     throw InputError(fmt::format("--parallel must be at least 1, got {}", options_.parallel));
+  if (options_.step_tokens < 0)
+    throw InputError(fmt::format("--step-tokens must be >= 0, got {}", options_.step_tokens));
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -53,7 +55,7 @@ WorkerStatus GenerationWorker::status() const {
 }
 
 void GenerationWorker::loop() {
-  Scheduler scheduler(*step_, options_.parallel);
+  Scheduler scheduler(*step_, options_.parallel, options_.step_tokens);
   while (true) {
     std::vector<Queued> admitted;
     {

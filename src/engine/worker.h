@@ -91,6 +91,7 @@ class TokenGenerator {
 struct WorkerOptions {
   size_t max_queue = 16;  // jobs waiting for a place in the batch (not counting the running ones)
   int parallel = 4;       // sequences decoded together
+  int step_tokens = 0;    // tokens per step, decode rows and prefill together (0 = one prefill chunk per step)
 };
 
 class GenerationWorker : public TokenGenerator {

@@ -2,6 +2,8 @@
 // strings as cpp-httplib writes them), then peeks at it: a zero-byte read means the peer closed.
 #include "server/connection_probe.h"
 
+#include <memory>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
@@ -59,6 +61,12 @@ bool ConnectionProbe::peer_closed() {
   if (n == 0) return true;
   if (n < 0) return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
   return false;
+}
+
+std::function<bool()> client_gone_check(std::string local_addr, int local_port, std::string remote_addr, int remote_port,
+                                        const std::atomic<bool>& stopping) {
+  auto probe = std::make_shared<ConnectionProbe>(std::move(local_addr), local_port, std::move(remote_addr), remote_port);
+  return [probe, &stopping] { return stopping.load() || probe->peer_closed(); };
 }
 
 }  // namespace k2

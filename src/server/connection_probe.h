@@ -2,6 +2,8 @@
 // (cpp-httplib 0.11 does not expose the socket to handlers). Used to cancel generation promptly.
 #pragma once
 
+#include <atomic>
+#include <functional>
 #include <string>
 
 namespace k2 {
@@ -24,5 +26,10 @@ class ConnectionProbe {
   int fd_ = -1;
   bool searched_ = false;  // one scan of the descriptor table per request
 };
+
+// The one disconnect check every response follows (server/generation_feed.h): the request's peer closed the
+// connection, or the server is stopping (`stopping` must outlive the check).
+std::function<bool()> client_gone_check(std::string local_addr, int local_port, std::string remote_addr, int remote_port,
+                                        const std::atomic<bool>& stopping);
 
 }  // namespace k2

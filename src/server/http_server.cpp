@@ -10,11 +10,11 @@
 
 #include <chrono>
 #include <ctime>
-#include <thread>
 
 #include "server/api_error.h"
 #include "server/chat_page.h"
 #include "server/connection_probe.h"
+#include "server/generation_feed.h"
 #include "server/http_connection.h"
 #include "server/messages_route.h"
 #include "server/openai_response.h"
@@ -24,8 +24,6 @@ namespace {
 
 using ojson = nlohmann::ordered_json;
 using Clock = std::chrono::steady_clock;
-constexpr auto kPoll = std::chrono::milliseconds(50);
-constexpr auto kStreamInterval = std::chrono::milliseconds(20);
 
 std::string dump(const ojson& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
 
@@ -70,17 +68,16 @@ void log_line(const std::string& text) {
   fmt::print(stderr, "[{:%Y-%m-%d %H:%M:%S}] {}\n", fmt::localtime(now), text);
 }
 
-void log_generation(const httplib::Request& req, int status, bool stream, const UsageCounts& u,
+void log_generation(const std::string& remote, const std::string& path, int status, bool stream, const UsageCounts& u,
                     const std::string& finish, Clock::time_point t0, double first_byte) {
   const double total = std::chrono::duration<double>(Clock::now() - t0).count();
   const double tps = u.decode_seconds > 0 && u.completion_tokens > 1 ? (u.completion_tokens - 1) / u.decode_seconds : 0.0;
   log_line(fmt::format("{} {} {} {} | prompt {} tok (cached {}) | out {} tok | queue {:.3f}s | ttft {:.3f}s | {:.1f} tok/s | "
                        "total {:.3f}s | {}",
-                       req.remote_addr, req.path, status, stream ? "stream" : "json", u.prompt_tokens, u.cached_tokens,
+                       remote, path, status, stream ? "stream" : "json", u.prompt_tokens, u.cached_tokens,
                        u.completion_tokens, u.queue_seconds, first_byte, tps, total, finish));
 }
 
-bool delta_has_text(const OutputDelta& d) { return !d.reasoning.empty() || !d.content.empty(); }
 
 }  // namespace
 
@@ -206,60 +203,40 @@ void HttpServer::routes() {
       }
       const ApiRequest& r = running->prepared().request;
       const ResponseMeta meta = new_response_meta(chat, r.model.empty() ? service_.options().model_name : r.model);
-      auto probe = std::make_shared<ConnectionProbe>(req.local_addr, req.local_port, req.remote_addr, req.remote_port);
+      auto feed = std::make_shared<GenerationFeed>(running, client_gone_check(req.local_addr, req.local_port, req.remote_addr, req.remote_port, stopping_));
       const bool log = options_.log_requests;
 
       if (!r.stream) {
-        OutputDelta all;
-        std::vector<LogprobEntry> logprobs;
-        double first_byte = 0.0;
-        auto last_probe = Clock::now();
-        while (true) {
-          Progress p = running->poll(kPoll);
-          if (first_byte == 0.0 && (delta_has_text(p.delta) || p.done))
-            first_byte = std::chrono::duration<double>(Clock::now() - t0).count();
-          all.append(std::move(p.delta));
-          logprobs.insert(logprobs.end(), p.logprobs.begin(), p.logprobs.end());
-          if (p.done) {
-            if (p.error) {
-              send_error(res, p.error);
-            } else if (chat) {
-              send_json(res, 200, chat_completion_json(meta, all, p.finish_reason, running->usage(),
-                                                       r.logprobs >= 0 ? chat_logprobs_json(logprobs) : ojson()));
-            } else {
-              std::vector<LogprobEntry> scored = running->prompt_logprobs();
-              scored.insert(scored.end(), logprobs.begin(), logprobs.end());
-              send_json(res, 200, text_completion_json(meta, running->prepared().echo + all.content, p.finish_reason, running->usage(),
-                                                       r.logprobs >= 0 ? completion_logprobs_json(scored) : ojson()));
-            }
-            if (log) log_generation(req, res.status, false, running->usage(), p.error ? "error" : p.finish_reason, t0, first_byte);
-            return;
-          }
-          if (Clock::now() - last_probe > std::chrono::milliseconds(200)) {
-            last_probe = Clock::now();
-            if (stopping_ || probe->peer_closed()) {
-              running->cancel();
-              while (!running->poll(kPoll).done) {}
-              if (log) log_generation(req, 499, false, running->usage(), "client disconnected", t0, first_byte);
-              return;
-            }
-          }
+        Progress all;
+        if (!feed->all(all)) {
+          feed->abandon();
+          if (log) log_generation(req.remote_addr, req.path, 499, false, running->usage(), "client disconnected", t0, feed->first_byte_seconds());
+          return;
         }
+        if (all.error) {
+          send_error(res, all.error);
+        } else if (chat) {
+          send_json(res, 200, chat_completion_json(meta, all.delta, all.finish_reason, running->usage(),
+                                                   r.logprobs >= 0 ? chat_logprobs_json(all.logprobs) : ojson()));
+        } else {
+          std::vector<LogprobEntry> scored = running->prompt_logprobs();
+          scored.insert(scored.end(), all.logprobs.begin(), all.logprobs.end());
+          send_json(res, 200, text_completion_json(meta, running->prepared().echo + all.delta.content, all.finish_reason,
+                                                   running->usage(), r.logprobs >= 0 ? completion_logprobs_json(scored) : ojson()));
+        }
+        if (log) log_generation(req.remote_addr, req.path, res.status, false, running->usage(), all.error ? "error" : all.finish_reason, t0,
+                                feed->first_byte_seconds());
+        return;
       }
 
       res.set_header("Cache-Control", "no-cache");
       res.set_header("X-Accel-Buffering", "no");
       res.set_chunked_content_provider(
           "text/event-stream",
-          [this, running, meta, probe, chat, t0, log, req_addr = req.remote_addr, req_path = req.path](size_t, httplib::DataSink& sink) {
+          [running, feed, meta, chat, t0, log, req_addr = req.remote_addr, req_path = req.path](size_t, httplib::DataSink& sink) {
             const bool usage = running->prepared().request.include_usage;
-            double first_byte = 0.0;
             auto finish_log = [&](int status, const std::string& why) {
-              if (!log) return;
-              httplib::Request fake;
-              fake.remote_addr = req_addr;
-              fake.path = req_path;
-              log_generation(fake, status, true, running->usage(), why, t0, first_byte);
+              if (log) log_generation(req_addr, req_path, status, true, running->usage(), why, t0, feed->first_byte_seconds());
             };
             auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
             bool ok = chat ? write(sse(chat_chunk_json(meta, ojson{{"role", "assistant"}, {"content", ""}}, "", usage)))
@@ -268,22 +245,9 @@ void HttpServer::routes() {
               ok = ok && write(sse(text_chunk_json(meta, running->prepared().echo, "", usage)));
             const bool want_logprobs = running->prepared().request.logprobs >= 0;
             size_t text_offset = running->prepared().echo.size();
-            auto last_probe = Clock::now();
-            while (ok) {
-              Progress p = running->poll(kPoll);
-              if (!p.delta.empty() && !p.done && first_byte != 0.0) {
-                // After the first chunk, coalesce: one chunk per kStreamInterval at most, so the HTTP thread does not wake and
-                // write once per token while the worker needs the CPU (measured in bench_server.py).
-                std::this_thread::sleep_for(kStreamInterval);
-                Progress more = running->poll(std::chrono::milliseconds(0));
-                p.delta.append(std::move(more.delta));
-                p.logprobs.insert(p.logprobs.end(), more.logprobs.begin(), more.logprobs.end());
-                p.done = more.done;
-                p.error = more.error;
-                p.finish_reason = more.finish_reason;
-              }
+            Progress p;
+            while (ok && feed->next(p)) {
               if (!p.delta.empty() || !p.logprobs.empty()) {
-                if (first_byte == 0.0) first_byte = std::chrono::duration<double>(Clock::now() - t0).count();
                 if (chat) {
                   ok = write(sse(chat_chunk_json(meta, chat_delta_json(p.delta), "", usage,
                                                  want_logprobs ? chat_logprobs_json(p.logprobs) : ojson())));
@@ -307,14 +271,9 @@ void HttpServer::routes() {
                 sink.done();
                 return true;
               }
-              if (ok && Clock::now() - last_probe > std::chrono::milliseconds(200)) {
-                last_probe = Clock::now();
-                ok = !stopping_ && !probe->peer_closed();
-              }
             }
             // The client went away: stop generating and free the worker for the next request.
-            running->cancel();
-            while (!running->poll(kPoll).done) {}
+            feed->abandon();
             finish_log(499, "client disconnected");
             return false;
           },

@@ -1,5 +1,5 @@
-// /v1/messages: parse -> prepare -> queue, then poll the running request as the OpenAI routes do,
-// writing one message object or the event stream, and cancelling when the client goes away.
+// /v1/messages: parse -> prepare -> queue, then follow the running request through the same GenerationFeed as
+// the OpenAI routes, writing one message object or the event stream.
 #include "server/messages_route.h"
 
 #include <httplib.h>
@@ -14,15 +14,12 @@
 #include "server/anthropic_messages.h"
 #include "server/api_error.h"
 #include "server/connection_probe.h"
+#include "server/generation_feed.h"
 
 namespace k2 {
 namespace {
 
 using ojson = nlohmann::ordered_json;
-using Clock = std::chrono::steady_clock;
-constexpr auto kPoll = std::chrono::milliseconds(50);
-constexpr auto kStreamInterval = std::chrono::milliseconds(20);
-constexpr auto kProbeInterval = std::chrono::milliseconds(200);
 
 std::string message_id() {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
@@ -87,39 +84,25 @@ void add_messages_routes(httplib::Server& s, CompletionService& service, bool lo
       return;
     }
     const std::string id = message_id();
-    auto probe = std::make_shared<ConnectionProbe>(req.local_addr, req.local_port, req.remote_addr, req.remote_port);
-    auto gone = [&stopping, probe] { return stopping.load() || probe->peer_closed(); };
-    auto drain = [running] {
-      running->cancel();
-      while (!running->poll(kPoll).done) {}
-    };
+    auto feed = std::make_shared<GenerationFeed>(
+        running, client_gone_check(req.local_addr, req.local_port, req.remote_addr, req.remote_port, stopping));
 
     if (!running->prepared().request.stream) {
-      OutputDelta all;
-      auto last_probe = Clock::now();
-      while (true) {
-        Progress p = running->poll(kPoll);
-        all.append(std::move(p.delta));
-        if (p.done) {
-          if (p.error) {
-            auto [status, body] = anthropic_error_for(p.error);
-            send(res, status, body);
-          } else {
-            send(res, 200, anthropic_message_json(id, model, all, p.finish_reason, running->matched_stop(), running->usage()));
-          }
-          if (log) log_line(req, res.status, fmt::format("json | prompt {} tok | out {} tok | {}", running->usage().prompt_tokens,
-                                                         running->usage().completion_tokens, p.error ? "error" : p.finish_reason));
-          return;
-        }
-        if (Clock::now() - last_probe > kProbeInterval) {
-          last_probe = Clock::now();
-          if (gone()) {
-            drain();
-            if (log) log_line(req, 499, "client disconnected");
-            return;
-          }
-        }
+      Progress all;
+      if (!feed->all(all)) {
+        feed->abandon();
+        if (log) log_line(req, 499, "client disconnected");
+        return;
       }
+      if (all.error) {
+        auto [status, body] = anthropic_error_for(all.error);
+        send(res, status, body);
+      } else {
+        send(res, 200, anthropic_message_json(id, model, all.delta, all.finish_reason, running->matched_stop(), running->usage()));
+      }
+      if (log) log_line(req, res.status, fmt::format("json | prompt {} tok | out {} tok | {}", running->usage().prompt_tokens,
+                                                     running->usage().completion_tokens, all.error ? "error" : all.finish_reason));
+      return;
     }
 
     res.set_header("Cache-Control", "no-cache");
@@ -127,25 +110,12 @@ void add_messages_routes(httplib::Server& s, CompletionService& service, bool lo
     auto events = std::make_shared<AnthropicEventStream>(id, model);
     res.set_chunked_content_provider(
         "text/event-stream",
-        [running, events, gone, drain, log, remote = req.remote_addr, path = req.path](size_t, httplib::DataSink& sink) {
+        [running, events, feed, log, remote = req.remote_addr, path = req.path](size_t, httplib::DataSink& sink) {
           auto write = [&](const std::string& s) { return s.empty() || sink.write(s.data(), s.size()); };
           bool ok = write(events->start(running->usage().prompt_tokens));
-          bool first = true;
-          auto last_probe = Clock::now();
-          while (ok) {
-            Progress p = running->poll(kPoll);
-            if (!p.delta.empty() && !p.done && !first) {
-              std::this_thread::sleep_for(kStreamInterval);  // coalesce, as the OpenAI stream does
-              Progress more = running->poll(std::chrono::milliseconds(0));
-              p.delta.append(std::move(more.delta));
-              p.done = more.done;
-              p.error = more.error;
-              p.finish_reason = more.finish_reason;
-            }
-            if (!p.delta.empty()) {
-              first = false;
-              ok = write(events->update(p.delta));
-            }
+          Progress p;
+          while (ok && feed->next(p)) {
+            if (!p.delta.empty()) ok = write(events->update(p.delta));
             if (ok && p.done) {
               if (p.error) {
                 auto [status, body] = anthropic_error_for(p.error);
@@ -158,12 +128,8 @@ void add_messages_routes(httplib::Server& s, CompletionService& service, bool lo
               sink.done();
               return true;
             }
-            if (ok && Clock::now() - last_probe > kProbeInterval) {
-              last_probe = Clock::now();
-              ok = !gone();
-            }
           }
-          drain();
+          feed->abandon();
           if (log) log_line(remote, path, 499, "client disconnected");
           return false;
         },

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <set>
 
 #include "core/error.h"
 #include "engine/scheduler.h"
@@ -136,6 +137,106 @@ TEST(Scheduler, ShortPrefillGoesFirstAndIsInterleavedWithOneBatchedDecode) {
   EXPECT_EQ(shorter.tokens, (std::vector<int>{10, 73}));
   EXPECT_EQ(longer.tokens, (std::vector<int>{24, 71}));
   for (auto& [seq, n] : step.prefills) EXPECT_LE(n, 4) << "seq " << seq;
+}
+
+// The script again, launched in the background: read() returns what launch() computed; a chained row feeds the id
+// the sequence's previous launch sampled. Logs "l<rows>" per launch and "r" per read.
+class ChainingStep : public ScriptedStep {
+ public:
+  std::set<int> no_chain;   // sequences whose sampler needs fed ids
+  std::map<int, int> last;  // seq -> id its latest launch sampled
+  int chained_rows = 0;
+
+  class Launched : public k2::LaunchedDecode {
+   public:
+    Launched(std::vector<int> ids, std::vector<std::string>& log) : ids_(std::move(ids)), log_(log) {}
+    std::vector<int> read() override {
+      log_.push_back("r");
+      return ids_;
+    }
+
+   private:
+    std::vector<int> ids_;
+    std::vector<std::string>& log_;
+  };
+  std::unique_ptr<k2::LaunchedDecode> launch(const std::vector<DecodeRow>& rows) override {
+    std::vector<int> out;
+    for (const DecodeRow& r : rows) {
+      if (r.chained) {
+        EXPECT_TRUE(chains(r.seq)) << "seq " << r.seq;
+        ++chained_rows;
+      }
+      ++length_[r.seq];
+      out.push_back(last[r.seq] = next(r.chained ? last.at(r.seq) : r.token));
+    }
+    log.push_back("l" + std::to_string(rows.size()));
+    return std::make_unique<Launched>(std::move(out), log);
+  }
+  bool chains(int seq) const override { return !no_chain.count(seq); }
+};
+
+TEST(Scheduler, NextDecodeIsLaunchedBeforeThePreviousIsReadWithTheSameTokens) {
+  ChainingStep step;
+  k2::Scheduler s(step, 4);
+  JobResult a, b;
+  s.add(job({1}, 6, {}, a), std::make_shared<k2::JobHandle>());
+  s.add(job({5, 6, 1}, 10, {14}, b), std::make_shared<k2::JobHandle>());
+  drain(s);
+  // What the synchronous loop gives (the tests above).
+  EXPECT_EQ(a.tokens, (std::vector<int>{10, 73, 14, 1, 10, 73}));
+  EXPECT_EQ(a.finish_reason, "length");
+  EXPECT_EQ(b.tokens, (std::vector<int>{10, 73}));
+  EXPECT_EQ(b.finish_reason, "stop");
+  // Step 1 prefills b and launches both first rows; from step 2 on each launch comes before the previous read.
+  ASSERT_GE(step.log.size(), 5u);
+  EXPECT_EQ(std::vector<std::string>(step.log.begin(), step.log.begin() + 5),
+            (std::vector<std::string>{"p1", "l2", "l2", "r", "l2"}));
+  EXPECT_GT(step.chained_rows, 0);
+  // b's row launched on its stop id ran, but the ids held for reuse are the fed ones only; a's last id (the
+  // token limit) got no row.
+  EXPECT_EQ(step.ends[1].held, (std::vector<int>{5, 6, 1, 10, 73}));
+  EXPECT_EQ(step.length_[1], 6);
+  EXPECT_EQ(step.ends[0].held, (std::vector<int>{1, 10, 73, 14, 1, 10}));
+  EXPECT_EQ(step.ends[0].last_emitted, 73);
+  EXPECT_EQ(step.length_[0], 6);
+}
+
+TEST(Scheduler, ASequenceThatCannotChainIsReadBeforeTheNextLaunch) {
+  ChainingStep step;
+  step.no_chain = {0};
+  k2::Scheduler s(step, 4);
+  JobResult a;
+  s.add(job({1}, 4, {}, a), std::make_shared<k2::JobHandle>());
+  drain(s);
+  EXPECT_EQ(a.tokens, (std::vector<int>{10, 73, 14, 1}));
+  EXPECT_EQ(step.chained_rows, 0);
+  EXPECT_EQ(step.log, (std::vector<std::string>{"l1", "r", "l1", "r", "l1", "r", "l1", "r"}));
+}
+
+TEST(Scheduler, StepTokenBudgetIsSharedByDecodeRowsAndPrefillChunks) {
+  ScriptedStep step;
+  step.chunk = 100;  // without the budget the long prompt would run in one chunk
+  k2::Scheduler s(step, 4, 6);
+  JobResult lone, longer, shorter;
+  s.add(job({1}, 8, {}, lone), std::make_shared<k2::JobHandle>());                       // one decode row
+  s.add(job(std::vector<int>(30, 3), 2, {}, longer), std::make_shared<k2::JobHandle>());  // 29 to prefill
+  s.step();
+  s.add(job({4, 4, 4, 1}, 2, {}, shorter), std::make_shared<k2::JobHandle>());  // arrives during the long prefill
+  s.step();
+  // Step 1: 6 - 1 decode row = 5 prompt tokens. Step 2: the newcomer's 3, which end the step's prefill (it is
+  // ready), and it decodes in the same step. Step 3: 6 - 2 rows = 4 more of the long prompt.
+  s.step();
+  ASSERT_GE(step.prefills.size(), 3u);
+  EXPECT_EQ(step.prefills[0], std::make_pair(1, 5));
+  EXPECT_EQ(step.prefills[1], std::make_pair(2, 3));
+  EXPECT_EQ(step.prefills[2], std::make_pair(1, 4));
+  EXPECT_EQ(step.decodes[1], (std::vector<int>{0, 2}));
+  drain(s);
+  for (size_t i = 3; i < step.prefills.size(); ++i) EXPECT_LE(step.prefills[i].second, 5) << "prefill " << i;
+  EXPECT_EQ(lone.tokens, (std::vector<int>{10, 73, 14, 1, 10, 73, 14, 1}));
+  EXPECT_EQ(shorter.tokens, (std::vector<int>{10, 73}));
+  EXPECT_EQ(longer.tokens, (std::vector<int>{24, 71}));
+  EXPECT_THROW(k2::Scheduler(step, 4, -1), k2::InputError);
 }
 
 TEST(Scheduler, BadJobsEndAtOnceWithAnInputError) {

@@ -89,6 +89,19 @@ def test_more_jobs_than_places_are_admitted_while_others_decode(k2, tiny, cases,
     _check(out, expect)
 
 
+def test_step_token_budget_cuts_prompts_between_steps_with_the_same_tokens(k2, tiny, cases, tmp_path):
+    # 5 tokens per step shared with up to 7 decode rows: the long prompts are cut into pieces of 1 to 4 tokens,
+    # several prompts share a step, and every sequence still gets what it gets alone.
+    jobs, expect = cases["kimi"]
+    out = tmp_path / "out.jsonl"
+    p = run(k2, ["generate", "--model", tiny["kimi"], "--dtype", "float32", "--batch", _write(tmp_path / "in.jsonl", jobs),
+                 "--parallel", 8, "--step-tokens", 5, "--ignore-eos", "--batch-out", out, "-q"])
+    assert p.returncode == 0, p.stderr
+    _check(out, expect)
+    bad = run(k2, ["generate", "--model", tiny["kimi"], "--batch", tmp_path / "in.jsonl", "--step-tokens", -1])
+    assert bad.returncode == 2 and "--step-tokens" in bad.stderr
+
+
 @pytest.mark.parametrize("structure,ranks,stages", [("kimi", 2, "0:1,1:4"), ("deepseek", 3, "0:2,2:3,3:5")])
 def test_pipeline_batch_equals_each_alone(k2, tiny, cases, tmp_path, structure, ranks, stages):
     jobs, expect = cases[structure]
