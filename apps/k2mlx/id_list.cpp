@@ -23,7 +23,7 @@ std::vector<int> parse_json_ids(const std::string& text, const std::string& wher
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, and out_of_range for a number like 1E3738
     throw InputError(fmt::format("{}: not a valid JSON array of token ids ({})", where, e.what()));
   }
   if (!j.is_array()) throw InputError(fmt::format("{}: expected a JSON array of token ids", where));
@@ -36,6 +36,8 @@ std::vector<int> parse_json_ids(const std::string& text, const std::string& wher
                                    k + 1, shorten(v.dump())));
     ids.push_back(static_cast<int>(v.get<long long>()));
   }
+  // As for the plain-text forms: an empty list is refused here (found by fuzz_id_list: " []" was accepted).
+  if (ids.empty()) throw InputError(fmt::format("{}: no token ids (the JSON array is empty)", where));
   return ids;
 }
 

@@ -3,6 +3,8 @@
 #include "text/jinja_parser.h"
 
 #include <algorithm>
+#include <charconv>
+#include <cstdlib>
 #include <initializer_list>
 #include <string>
 
@@ -47,6 +49,17 @@ class Parser {
   // ---- token helpers
   const Token& peek(std::size_t k = 0) const { return t_[std::min(i_ + k, t_.size() - 1)]; }
   const Token& next() { return t_[std::min(i_++, t_.size() - 1)]; }
+  // An integer literal (digits only, from the lexer) as int64; Python's ints are unbounded, ours are not, so a
+  // longer one is a template error rather than an uncaught std::out_of_range (found by fuzz_jinja_parse).
+  std::int64_t int_literal(const std::string& digits) const {
+    std::int64_t v = 0;
+    const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), v);
+    if (ec != std::errc() || end != digits.data() + digits.size())
+      fail("integer literal " + (digits.size() > 30 ? digits.substr(0, 27) + "..." : digits) +
+           " does not fit in 64 bits");
+    return v;
+  }
+
   [[noreturn]] void fail(const std::string& what) const {
     const Token& t = peek();
     throw TemplateError("chat template syntax error at line " + std::to_string(t.line) + ": " + what +
@@ -414,11 +427,12 @@ class Parser {
     }
     if (t.type == TT::Int) {
       ++i_;
-      return literal(Value::integer(std::stoll(t.value)), t.line);
+      return literal(Value::integer(int_literal(t.value)), t.line);
     }
     if (t.type == TT::Float) {
       ++i_;
-      return literal(Value::number(std::stod(t.value)), t.line);
+      // strtod, not stod: a literal beyond double's range is infinity, as in Python, not an exception.
+      return literal(Value::number(std::strtod(t.value.c_str(), nullptr)), t.line);
     }
     if (is_op("(")) {
       ++i_;
@@ -497,7 +511,7 @@ class Parser {
         ExprPtr a = make(Expr::Kind::GetAttr, e->line);
         if (peek().type == TT::Int) {
           a->kind = Expr::Kind::GetItem;
-          a->children = {e, literal(Value::integer(std::stoll(next().value)), e->line)};
+          a->children = {e, literal(Value::integer(int_literal(next().value)), e->line)};
         } else {
           a->name = expect_identifier();
           a->children = {e};

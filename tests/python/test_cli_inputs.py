@@ -91,6 +91,8 @@ def test_detokenize_big_ids_file(models, engine, tmp_path, fmt):
     ("[1, 2, \"3\"]", "element 3 of the JSON array"),
     ("[1, 2", "not a valid JSON array"),
     ("", "no token ids"),
+    (" []", "the JSON array is empty"),
+    ("[7203.6E3738]", "not a valid JSON array"),
 ])
 def test_bad_ids_file_names_file_and_token(models, engine, tmp_path, body, bad):
     m = models["instruct"]

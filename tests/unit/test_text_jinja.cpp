@@ -47,6 +47,10 @@ TEST(TextJinja, ErrorsAreInputErrors) {
   EXPECT_THROW(render("{% include 'x' %}"), k2::InputError);
   EXPECT_THROW(render("{{ raise_exception('no') }}"), k2::InputError);
   EXPECT_THROW(render("{{ x.y.z }}"), k2::InputError);  // attribute of undefined
+  // Integer literals beyond int64 (an uncaught std::out_of_range before; found by fuzz_jinja_parse).
+  EXPECT_THROW(render("{{ 88888888888888888888888888 }}"), k2::InputError);
+  EXPECT_THROW(render("{{ [1][99999999999999999999] }}"), k2::InputError);
+  EXPECT_EQ(render("{{ 9223372036854775807 }}"), "9223372036854775807");
 }
 
 TEST(TextChatTemplate, DeepSortKeys) {
