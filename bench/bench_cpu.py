@@ -125,6 +125,12 @@ def main() -> None:
     print(f"# machine: {machine()}")
     limit = {t: kernel_bench(kb, "bandwidth", "--threads", str(t))["gbps"] for t in threads}
     print("| read bandwidth | " + " | ".join(f"{t} thread{'s' if t > 1 else ''}: {limit[t]:.1f} GB/s" for t in threads) + " |")
+    peak = kernel_bench(kb, "peak")
+    if "madd_gmacs" in peak:
+        # The int16 kernels' arithmetic ceiling: a 4-bit weight byte holds 2 weights, so decode at the
+        # bandwidth limit needs (limit·2) G multiply-adds per second, and an M-row call M times that.
+        print(f"| one core's arithmetic peak (CPU time) | int16 multiply-add + add: {peak['madd_gmacs']:.0f} GMAC/s "
+              f"| float FMA: {peak['fma_gmacs']:.0f} GMAC/s |")
 
     if not a.skip_kernels:
         print("\n## Quantized matmul, weights from DRAM (GB/s; ratio to the read bandwidth at that thread count)\n")

@@ -3,6 +3,7 @@
 // as GB/s of weight bytes streamed from DRAM (every timed call reads a different copy of the weights, so
 // nothing is served from the caches). Prints one JSON object per line.
 //   k2_kernel_bench bandwidth [--threads N]
+//   k2_kernel_bench peak          (x86-64 with AVX2: one core's float FMA and int16 multiply-add rates)
 //   k2_kernel_bench matmul --n N --k K --bits B --group G --rows M [--threads T] [--mlx] [--hot]
 //   k2_kernel_bench moe --experts E --top K --n N --k K --bits B --group G --tokens T [--threads T] [--mlx]
 #include <algorithm>
@@ -14,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cpu_info.h"
 #include "kernels/quantized_matmul.h"
 #include "kernels/thread_pool.h"
 #include "mlx/mlx.h"
@@ -63,6 +65,49 @@ void bandwidth(int threads) {
               n * sizeof(uint64_t) / best / 1e9, static_cast<unsigned long long>(sums[0] & 1));
 }
 
+#if defined(__x86_64__)
+// One core's arithmetic ceiling, by CPU time, in hand-written loops (compilers kept intrinsic versions'
+// accumulators in memory): 8 independent 8-lane float FMAs per iteration, and 6 int16 multiply-adds
+// (16 products each) each followed by an int32 add, the int16 kernels' inner step.
+double per_ns(long ops, std::clock_t c0) {
+  return ops / (static_cast<double>(std::clock() - c0) / CLOCKS_PER_SEC) / 1e9;
+}
+
+void peak() {
+  constexpr long n = 100000000;
+  long left = n;
+  std::clock_t c0 = std::clock();
+  __asm__ volatile(
+      "vxorps %%ymm0, %%ymm0, %%ymm0\n vxorps %%ymm8, %%ymm8, %%ymm8\n vxorps %%ymm15, %%ymm15, %%ymm15\n"
+      "1:\n"
+      "vfmadd231ps %%ymm15, %%ymm8, %%ymm0\n vfmadd231ps %%ymm15, %%ymm8, %%ymm1\n"
+      "vfmadd231ps %%ymm15, %%ymm8, %%ymm2\n vfmadd231ps %%ymm15, %%ymm8, %%ymm3\n"
+      "vfmadd231ps %%ymm15, %%ymm8, %%ymm4\n vfmadd231ps %%ymm15, %%ymm8, %%ymm5\n"
+      "vfmadd231ps %%ymm15, %%ymm8, %%ymm6\n vfmadd231ps %%ymm15, %%ymm8, %%ymm7\n"
+      "dec %0\n jnz 1b\n"
+      : "+r"(left)::"xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm15", "cc");
+  const double fma = per_ns(8 * n, c0);
+  left = n;
+  c0 = std::clock();
+  __asm__ volatile(
+      "vpxor %%ymm0, %%ymm0, %%ymm0\n vpxor %%ymm8, %%ymm8, %%ymm8\n vpcmpeqw %%ymm15, %%ymm15, %%ymm15\n"
+      "1:\n"
+      "vpmaddwd %%ymm15, %%ymm8, %%ymm6\n vpaddd %%ymm6, %%ymm0, %%ymm0\n"
+      "vpmaddwd %%ymm15, %%ymm9, %%ymm7\n vpaddd %%ymm7, %%ymm1, %%ymm1\n"
+      "vpmaddwd %%ymm15, %%ymm10, %%ymm11\n vpaddd %%ymm11, %%ymm2, %%ymm2\n"
+      "vpmaddwd %%ymm15, %%ymm12, %%ymm13\n vpaddd %%ymm13, %%ymm3, %%ymm3\n"
+      "vpmaddwd %%ymm15, %%ymm8, %%ymm14\n vpaddd %%ymm14, %%ymm4, %%ymm4\n"
+      "vpmaddwd %%ymm15, %%ymm9, %%ymm6\n vpaddd %%ymm6, %%ymm5, %%ymm5\n"
+      "dec %0\n jnz 1b\n"
+      : "+r"(left)::"xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
+        "xmm12", "xmm13", "xmm14", "xmm15", "cc");
+  const double madd = per_ns(6 * n, c0);
+  std::printf("{\"kind\": \"peak\", \"fma_per_ns\": %.3f, \"fma_gmacs\": %.1f, \"madd_add_per_ns\": %.3f, "
+              "\"madd_gmacs\": %.1f}\n",
+              fma, fma * 8, madd, madd * 16);
+}
+#endif
+
 struct Copy {
   mx::array w, scales, biases;
 };
@@ -110,7 +155,7 @@ Timing time_rotating(size_t copies, int reps, F&& call) {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: k2_kernel_bench bandwidth|matmul|moe [options]\n");
+    std::fprintf(stderr, "usage: k2_kernel_bench bandwidth|peak|matmul|moe [options]\n");
     return 2;
   }
   const std::string what = argv[1];
@@ -119,6 +164,16 @@ int main(int argc, char** argv) {
   const mx::Stream s = mx::default_stream(mx::Device::cpu);
   if (what == "bandwidth") {
     bandwidth(threads > 0 ? threads : 1);
+    return 0;
+  }
+  if (what == "peak") {
+#if defined(__x86_64__)
+    if (k2::kernels::best_simd_level() == k2::kernels::SimdLevel::avx2) {
+      peak();
+      return 0;
+    }
+#endif
+    std::printf("{\"kind\": \"peak\"}\n");  // no measurement for this CPU
     return 0;
   }
   const int N = arg_int(argc, argv, "--n", 2048), K = arg_int(argc, argv, "--k", 7168);
