@@ -36,6 +36,51 @@ sys.path.insert(0, str(ROOT / "tools"))
 from bench_pipeline import build, free_port_block  # noqa: E402
 from machine_info import machine  # noqa: E402
 
+# --kimi-like: Kimi-K2's proportions at a size this machine holds. 256 experts top-8, so that B streams touch
+# almost B * 8 distinct experts per layer as in Kimi-K2 (384); 8 heads on hidden 2048 so that the routed
+# experts are ~2.5x the attention + shared-expert weights of a layer (Kimi-K2: 352M vs 145M parameters);
+# vocabulary 8192 so that the lm_head is a small share of a step as in a 61-layer model.
+KIMI_LIKE = dict(hidden_size=2048, num_attention_heads=8, num_key_value_heads=8, q_lora_rank=768, kv_lora_rank=512,
+                 intermediate_size=5632, moe_intermediate_size=512, n_routed_experts=256, num_experts_per_tok=8,
+                 vocab_size=8192, bos_token_id=0, eos_token_id=1, first_k_dense_replace=1, n_group=1, topk_group=1,
+                 model_type="deepseek_v3", max_position_embeddings=16384)
+
+
+def build_kimi_like(out: Path, layers: int) -> Path:
+    """Random packed 4-bit g64 weights (values are noise; speed does not depend on them), one shard per layer."""
+    import make_real_dim_model as rdm
+    import make_tiny_model as mtm
+
+    if (out / "config.json").exists():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = rdm.config(layers, KIMI_LIKE["n_routed_experts"], 4, 64)
+    cfg.update(KIMI_LIKE)
+    cfg.pop("rope_scaling", None)  # a short-context model: plain RoPE
+    weight_map, shard, index = {}, {}, 0
+
+    def flush():
+        nonlocal shard, index
+        if shard:
+            fname = f"model-{index:05d}.safetensors"
+            mtm.write_safetensors(out / fname, shard)
+            weight_map.update({n: fname for n in shard})
+            shard, index = {}, index + 1
+
+    layer = None
+    for name, t in rdm.tensors(cfg, 4, 64, seed=0):
+        this = name.split(".")[2] if name.startswith("model.layers.") else None
+        if this != layer:
+            flush()
+            layer = this
+        shard[name] = t
+    flush()
+    (out / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}, indent=1))
+    (out / "generation_config.json").write_text(json.dumps({"eos_token_id": [cfg["eos_token_id"]]}) + "\n")
+    mtm.write_tokenizer(out, mtm.make_config("deepseek", "bfloat16", False), "deepseek", 0, None)
+    (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")  # last: marks a complete build
+    return out
+
 
 def start(binary: Path, model: Path, ranks: int, *args: str):
     log = tempfile.NamedTemporaryFile(prefix="k2batch-", suffix=".log", delete=False)
@@ -140,14 +185,31 @@ def ttft_during_prefill(binary: Path, model: Path, a) -> tuple[float, float]:
         proc.wait(30)
 
 
-def table(title: str, rows: list[dict]) -> None:
+def weight_bound(cfg: dict, streams: int) -> float:
+    """Aggregate / single-stream if a decode step costs the weights it reads: the attention, dense, shared-expert
+    and lm_head weights once per step, the routed experts once per distinct expert, with B streams routed
+    independently and uniformly (E * (1 - (1 - k/E)^B) distinct experts per layer)."""
+    D, H, E, k = cfg["hidden_size"], cfg["num_attention_heads"], cfg.get("n_routed_experts") or 0, cfg.get("num_experts_per_tok", 0)
+    nope, rope, v, r = cfg["qk_nope_head_dim"], cfg["qk_rope_head_dim"], cfg["v_head_dim"], cfg["kv_lora_rank"]
+    qr = cfg.get("q_lora_rank") or 0
+    q = D * qr + qr * H * (nope + rope) if qr else D * H * (nope + rope)
+    attn = q + D * (r + rope) + H * r * (nope + v) + H * v * D
+    expert = 3 * D * cfg["moe_intermediate_size"]
+    layers, dense = cfg["num_hidden_layers"], cfg.get("first_k_dense_replace", 0)
+    fixed = layers * attn + dense * 3 * D * cfg["intermediate_size"] + (layers - dense) * cfg.get("n_shared_experts", 0) * expert \
+        + cfg["vocab_size"] * D
+    routed = lambda b: (layers - dense) * expert * (E * (1 - (1 - k / E) ** b) if E else 0)  # noqa: E731
+    return streams * (fixed + routed(1)) / (fixed + routed(streams))
+
+
+def table(title: str, rows: list[dict], cfg: dict) -> None:
     one = rows[0]
     print(f"{title}\n")
-    print("| streams | aggregate tok/s | per-stream tok/s | aggregate / single | per-stream / single |")
-    print("|---|---|---|---|---|")
+    print("| streams | aggregate tok/s | per-stream tok/s | aggregate / single | per-stream / single | weight-read bound |")
+    print("|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['streams']} | {r['aggregate']:.1f} | {r['per_stream']:.1f} | **{r['aggregate'] / one['aggregate']:.2f}×** | "
-              f"{r['per_stream'] / one['per_stream']:.2f}× |")
+              f"{r['per_stream'] / one['per_stream']:.2f}× | {weight_bound(cfg, r['streams']):.2f}× |")
     print()
 
 
@@ -164,17 +226,23 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2, help="rounds per stream count; the best is reported")
     ap.add_argument("--pipeline", action="store_true", help="also a 2-rank pipeline on loopback")
     ap.add_argument("--layers", type=int, default=8, help="layers of the generated model")
+    ap.add_argument("--kimi-like", action="store_true",
+                    help="generate (once, into .cache/) a model with Kimi-K2's proportions: 256 experts top-8, hidden "
+                         "2048, 8 heads; about 3.3 GB at 8 layers")
     a = ap.parse_args()
+    if a.kimi_like and not a.model:
+        a.model = build_kimi_like(ROOT / ".cache" / f"bench-batch-kimi-like-{a.layers}", a.layers)
     model = a.model or build(ROOT / "tests" / ".work" / "bench-pipeline", a.layers)
-    a.vocab = min(json.loads((model / "config.json").read_text())["vocab_size"], 1000)
+    cfg = json.loads((model / "config.json").read_text())
+    a.vocab = min(cfg["vocab_size"], 1000)
     streams = [int(s) for s in a.streams.split(",")]
 
     print(f"machine: {machine()}; model: {model.name}; prompt {a.prompt} tokens, {a.gen} generated per stream\n")
-    table("one process", throughput(a.bin, model, 1, streams, a))
+    table("one process", throughput(a.bin, model, 1, streams, a), cfg)
     if a.pipeline:
         t0 = time.perf_counter()
         rows = throughput(a.bin, model, 2, [s for s in streams if s <= 4], a)
-        table("2-rank pipeline on loopback (both ranks share this machine's cores)", rows)
+        table("2-rank pipeline on loopback (both ranks share this machine's cores)", rows, cfg)
         print(f"(pipeline run: {time.perf_counter() - t0:.0f} s wall)\n")
     idle, busy = ttft_during_prefill(a.bin, model, a)
     print("| short request (16 tokens) | TTFT (s) |\n|---|---|")
