@@ -4,13 +4,15 @@
 # the time to first token of a short request that arrives during another request's long prefill vs idle.
 """Benchmark continuous batching in k2mlx serve.
 
-  bench/bench_batch.py [--model DIR] [--streams 1,2,4,8] [--prompt 64] [--gen 48] [--long 2048] [--chunk 256]
-                       [--step-tokens N] [--pipeline] [--bin PATH]
+  bench/bench_batch.py [--model DIR | --kimi-like] [--streams 1,2,4,8] [--prompt 64] [--gen 48] [--long 2048]
+                       [--chunk 256] [--step-tokens N] [--pipeline] [--bin PATH]
 
 Without --model the bench builds bench_pipeline.py's random Kimi-shaped checkpoint (hidden 1024, 32 experts
 top-8, 4-bit g64) into tests/.work/. Greedy /v1/completions with token-id prompts, streamed; a stream's tok/s is
 (tokens - 1) / (last chunk - first chunk); the aggregate is all tokens after each stream's first over the time
-from the round's first first token to its last chunk. Prints Markdown tables for docs/benchmarks.md.
+from the round's first first token to its last chunk. On the pipeline, each rank's CPU seconds over the round's wall
+time (Linux /proc; a rank waiting in MLX's ring backend spins, so this is an upper bound of its work), with a
+micro-batch per rank and with --micro-batches 1. Prints Markdown tables for docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -39,10 +41,11 @@ from machine_info import machine  # noqa: E402
 # --kimi-like: Kimi-K2's proportions at a size this machine holds. 256 experts top-8, so that B streams touch
 # almost B * 8 distinct experts per layer as in Kimi-K2 (384); 8 heads on hidden 2048 so that the routed
 # experts are ~2.5x the attention + shared-expert weights of a layer (Kimi-K2: 352M vs 145M parameters);
-# vocabulary 8192 so that the lm_head is a small share of a step as in a 61-layer model.
+# the tokenizer's vocabulary (1280: every sampled id has text, which the bench times) keeps the lm_head a small
+# share of a step, as in a 61-layer model.
 KIMI_LIKE = dict(hidden_size=2048, num_attention_heads=8, num_key_value_heads=8, q_lora_rank=768, kv_lora_rank=512,
                  intermediate_size=5632, moe_intermediate_size=512, n_routed_experts=256, num_experts_per_tok=8,
-                 vocab_size=8192, bos_token_id=0, eos_token_id=1, first_k_dense_replace=1, n_group=1, topk_group=1,
+                 vocab_size=1280, bos_token_id=0, eos_token_id=1, first_k_dense_replace=1, n_group=1, topk_group=1,
                  model_type="deepseek_v3", max_position_embeddings=16384)
 
 
@@ -137,25 +140,49 @@ def prompt(i: int, n: int, vocab: int) -> list[int]:
     return [(7 * k + 131 * i) % vocab for k in range(n)]
 
 
-def round_of(addr, streams: int, plen: int, gen: int, vocab: int, salt: int) -> dict:
+def rank_pids(proc) -> list[int]:
+    """The processes serving: the server itself, or the rank processes a launcher started (Linux /proc)."""
+    kids = []
+    for task in Path(f"/proc/{proc.pid}/task").glob("*"):
+        try:
+            kids += (task / "children").read_text().split()
+        except OSError:
+            pass
+    return sorted(int(k) for k in kids) or [proc.pid]
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def round_of(addr, streams: int, plen: int, gen: int, vocab: int, salt: int, pids: list[int] = ()) -> dict:
+    cpu0, t0 = [cpu_seconds(p) for p in pids], time.perf_counter()
     with ThreadPoolExecutor(streams) as ex:
         rs = list(ex.map(lambda i: stream(addr, prompt(salt * 100 + i, plen, vocab), gen), range(streams)))
+    wall = time.perf_counter() - t0
+    busy = [(cpu_seconds(p) - c) / wall for p, c in zip(pids, cpu0)]  # CPU time / wall of each rank
     # Decode throughput: the tokens after each stream's first, over the time from the first first token to the
     # last chunk (prefill of the round's prompts is left out, as in the per-stream figure).
     span = max(r["last"] for r in rs) - min(r["first"] for r in rs)
-    return {"aggregate": sum(r["tokens"] - 1 for r in rs) / span, "per_stream": statistics.mean(r["tps"] for r in rs)}
+    return {"aggregate": sum(r["tokens"] - 1 for r in rs) / span, "per_stream": statistics.mean(r["tps"] for r in rs),
+            "busy": busy}
 
 
-def throughput(binary: Path, model: Path, ranks: int, streams: list[int], a) -> list[dict]:
+def throughput(binary: Path, model: Path, ranks: int, streams: list[int], a, *extra: str) -> list[dict]:
     proc, addr = start(binary, model, ranks, "--parallel", str(max(streams)), "--prompt-cache-mib", "0",
-                       "--prefill-chunk", str(a.chunk))
+                       "--prefill-chunk", str(a.chunk), *extra)
+    pids = rank_pids(proc) if ranks > 1 else []
     try:
         stream(addr, [1, 2, 3], 2)  # warm-up
         out = []
         for s in streams:
             best = None
             for r in range(a.repeats):
-                x = round_of(addr, s, a.prompt, a.gen, a.vocab, r)
+                x = round_of(addr, s, a.prompt, a.gen, a.vocab, r, pids)
                 best = x if best is None or x["aggregate"] > best["aggregate"] else best
             out.append(dict(best, streams=s))
         return out
@@ -205,11 +232,14 @@ def weight_bound(cfg: dict, streams: int) -> float:
 def table(title: str, rows: list[dict], cfg: dict) -> None:
     one = rows[0]
     print(f"{title}\n")
-    print("| streams | aggregate tok/s | per-stream tok/s | aggregate / single | per-stream / single | weight-read bound |")
-    print("|---|---|---|---|---|---|")
+    ranks = len(one["busy"])
+    print("| streams | aggregate tok/s | per-stream tok/s | aggregate / single | per-stream / single | weight-read bound |"
+          + "".join(f" rank {i} CPU / wall |" for i in range(ranks)))
+    print("|---|---|---|---|---|---|" + "---|" * ranks)
     for r in rows:
         print(f"| {r['streams']} | {r['aggregate']:.1f} | {r['per_stream']:.1f} | **{r['aggregate'] / one['aggregate']:.2f}×** | "
-              f"{r['per_stream'] / one['per_stream']:.2f}× | {weight_bound(cfg, r['streams']):.2f}× |")
+              f"{r['per_stream'] / one['per_stream']:.2f}× | {weight_bound(cfg, r['streams']):.2f}× |"
+              + "".join(f" {b:.2f} |" for b in r["busy"]))
     print()
 
 
@@ -237,18 +267,23 @@ def main() -> None:
     a.vocab = min(cfg["vocab_size"], 1000)
     streams = [int(s) for s in a.streams.split(",")]
 
-    print(f"machine: {machine()}; model: {model.name}; prompt {a.prompt} tokens, {a.gen} generated per stream\n")
+    print(f"machine: {machine()}; model: {model.name}; prompt {a.prompt} tokens, {a.gen} generated per stream; "
+          f"load average {os.getloadavg()[0]:.1f}\n")
     table("one process", throughput(a.bin, model, 1, streams, a), cfg)
     if a.pipeline:
         t0 = time.perf_counter()
-        rows = throughput(a.bin, model, 2, [s for s in streams if s <= 4], a)
-        table("2-rank pipeline on loopback (both ranks share this machine's cores)", rows, cfg)
+        pipe_streams = [s for s in streams if s <= 4]
+        table("2-rank pipeline on loopback (both ranks share this machine's cores), a micro-batch per rank",
+              throughput(a.bin, model, 2, pipe_streams, a), cfg)
+        table("2-rank pipeline, --micro-batches 1 (every sequence in each step: the ranks take turns)",
+              throughput(a.bin, model, 2, pipe_streams, a, "--micro-batches", "1"), cfg)
         print(f"(pipeline run: {time.perf_counter() - t0:.0f} s wall)\n")
     idle, busy = ttft_during_prefill(a.bin, model, a)
     print("| short request (16 tokens) | TTFT (s) |\n|---|---|")
     print(f"| server idle | {idle:.3f} |\n| during a {a.long}-token prefill (chunks of {a.chunk}, --step-tokens "
           f"{a.step_tokens}) | {busy:.3f} |")
     print(f"| **during / idle** | **{busy / idle:.2f}×** |")
+    print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
