@@ -229,6 +229,34 @@ def weight_bound(cfg: dict, streams: int) -> float:
     return streams * (fixed + routed(1)) / (fixed + routed(streams))
 
 
+def cpu_per_token(binary: Path, model: Path, streams: list[int], vocab: int, cfg: dict) -> None:
+    """CPU seconds per generated token of `generate --batch` with B sequences: the difference of a 40-token and an
+    8-token run, so that loading and prefill cancel. CPU time does not count the time other processes or the
+    hypervisor take the cores away, which wall time on a shared machine does."""
+    import resource
+
+    def run(b: int, n: int) -> tuple[float, float]:
+        with tempfile.NamedTemporaryFile("w", prefix="k2batch-", suffix=".jsonl", delete=False) as f:
+            f.writelines(json.dumps({"ids": prompt(i, 4, vocab), "max_tokens": n}) + "\n" for i in range(b))
+        r0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+        subprocess.run([str(binary), "generate", "-m", str(model), "--batch", f.name, "--parallel", str(b),
+                        "--batch-out", os.devnull, "-q"], check=True, capture_output=True)
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        os.unlink(f.name)
+        return time.perf_counter() - t0, r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime
+
+    run(1, 2)  # the weights into the page cache
+    print("| sequences | CPU ms / token | CPU: aggregate / single | weight-read bound | wall: aggregate / single |")
+    print("|---|---|---|---|---|")
+    one = None
+    for b in streams:
+        (w8, c8), (w40, c40) = run(b, 8), run(b, 40)
+        cpu, wall = (c40 - c8) / (32 * b), (w40 - w8) / (32 * b)
+        one = one or (cpu, wall)
+        print(f"| {b} | {1000 * cpu:.1f} | {one[0] / cpu:.2f}× | {weight_bound(cfg, b):.2f}× | {one[1] / wall:.2f}× |")
+    print()
+
+
 def table(title: str, rows: list[dict], cfg: dict) -> None:
     one = rows[0]
     print(f"{title}\n")
@@ -255,6 +283,7 @@ def main() -> None:
     ap.add_argument("--step-tokens", type=int, default=0, help="--step-tokens of the server in the TTFT test")
     ap.add_argument("--repeats", type=int, default=2, help="rounds per stream count; the best is reported")
     ap.add_argument("--pipeline", action="store_true", help="also a 2-rank pipeline on loopback")
+    ap.add_argument("--cpu", action="store_true", help="only the CPU time per token of generate --batch at each stream count")
     ap.add_argument("--layers", type=int, default=8, help="layers of the generated model")
     ap.add_argument("--kimi-like", action="store_true",
                     help="generate (once, into .cache/) a model with Kimi-K2's proportions: 256 experts top-8, hidden "
@@ -269,6 +298,10 @@ def main() -> None:
 
     print(f"machine: {machine()}; model: {model.name}; prompt {a.prompt} tokens, {a.gen} generated per stream; "
           f"load average {os.getloadavg()[0]:.1f}\n")
+    if a.cpu:
+        cpu_per_token(a.bin, model, streams, a.vocab, cfg)
+        print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+        return
     table("one process", throughput(a.bin, model, 1, streams, a), cfg)
     if a.pipeline:
         t0 = time.perf_counter()
