@@ -90,6 +90,7 @@ Command add_chat(CLI::App& app) {
       fmt::print(stderr, "chat with {} — Ctrl-D to leave, Ctrl-C to stop an answer, /reset to start over\n",
                  f->model.model_dir);
     std::string line;
+    uint64_t turn = 0;  // user turns so far (sampling seeds)
     while (true) {
       if (first_message) {
         line = std::move(*first_message);
@@ -115,6 +116,9 @@ Command add_chat(CLI::App& app) {
       GenerationJob job;
       job.prompt = prompt;
       job.sampling = f->sampling;
+      // Each turn draws from its own stream (seed + turn): one seed would restart the same random draws every
+      // turn, so that a repeated question (after /reset, or a regeneration) could only get the same answer.
+      job.sampling.seed = f->sampling.seed + turn++;
       job.max_tokens = f->max_tokens;
       job.stop_tokens = stops;
       TextPrinter printer(*text.tokenizer);

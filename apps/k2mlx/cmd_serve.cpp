@@ -40,6 +40,7 @@ struct ServeFlags {
   size_t queue = 16;
   int parallel = 4;
   int step_tokens = 0;
+  int micro_batches = 0;  // pipeline: decode micro-batches in flight (0 = one per rank)
   double prompt_cache_mib = 2048;
   int prompt_cache_entries = 8;
   PrefillFlags prefill;
@@ -179,6 +180,7 @@ std::optional<int> serve_pipeline(ServeFlags& f, sigset_t signals) {
     po.prefill = f.prefill.chunking();
     po.reuse_prompts = f.prompt_cache_mib > 0 && f.prompt_cache_entries > 0;
     po.slots = f.parallel;
+    po.micro_batches = f.micro_batches;
     auto step = std::make_unique<PipelineStep>(
         link, po, [&](const std::exception& e) { lost.report(peer_lost(e, link).what()); });
     {
@@ -214,6 +216,11 @@ Command add_serve(CLI::App& app) {
   cmd->add_option("--step-tokens", f->step_tokens,
                   "Tokens per engine step, decode rows and prompt chunks together, so that a request arriving during a "
                   "long prefill waits for one short step (0 = one --prefill-chunk per step)")
+      ->capture_default_str();
+  cmd->add_option("--micro-batches", f->micro_batches,
+                  "Pipeline: groups of sequences whose decode steps are in flight at once, so that every rank works "
+                  "(0 = one per rank; 1 = all sequences in one step, the ranks taking turns)")
+      ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   cmd->add_option("--queue", f->queue, "Requests that may wait for a place in the batch before new ones get 503")
       ->capture_default_str();

@@ -64,6 +64,10 @@ class ModelStep {
   virtual std::unique_ptr<LaunchedDecode> launch(const std::vector<DecodeRow>& rows) {
     return std::make_unique<FinishedDecode>(decode(rows));
   }
+  // How many decode launches of disjoint groups of sequences the loop keeps in flight at once (a pipeline: one
+  // per stage, so that every stage works on one group while the others work on theirs). 1: every running
+  // sequence decodes in each step, in one launch.
+  virtual int micro_batches() const { return 1; }
   // Whether the sequence's next row may be chained: its sampler needs no fed id on the host (no repetition
   // penalty, no forced choice still open). False for a step that does not chain at all.
   virtual bool chains(int /*seq*/) const { return false; }

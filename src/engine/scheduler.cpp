@@ -1,6 +1,6 @@
-// The generation loop: admission checks, chunked prefill (fewest tokens left first), the batched decode step and
-// retirement (the cache's held ids go back to the step for prompt reuse). Allocator cache is released every
-// 256 decode steps, as mlx-lm's generate_step does.
+// The generation loop: admission checks, chunked prefill (fewest tokens left first), the batched decode step
+// (chained launches, or micro-batches in flight) and retirement (the cache's held ids go back to the step for
+// prompt reuse). Allocator cache is released every 256 decode steps, as mlx-lm's generate_step does.
 #include "engine/scheduler.h"
 
 #include <algorithm>
@@ -49,8 +49,8 @@ void Scheduler::add(GenerationJob job, std::shared_ptr<JobHandle> handle, double
 }
 
 void Scheduler::retire(Sequence& s, bool keep) {
-  if (in_flight_)  // a row launched on a guess that the sequence goes on: its id is dropped
-    std::replace(in_flight_->rows.begin(), in_flight_->rows.end(), &s, static_cast<Sequence*>(nullptr));
+  for (InFlight& f : in_flight_)  // a row launched on a guess that the sequence goes on: its id is dropped
+    std::replace(f.rows.begin(), f.rows.end(), &s, static_cast<Sequence*>(nullptr));
   try {
     step_.end(s.id(), SequenceEnd{s.held(step_.length(s.id())), keep, s.result().finish_reason == "cancelled",
                                   s.last_unfed()});
@@ -65,16 +65,11 @@ void Scheduler::step() {
   for (Sequence& s : running_)
     if (s.cancelled()) s.finish("cancelled");
   prefill();
-  // Launch this step's decode from the previous step's ids while they may still be computing, then read those:
-  // the host builds step t + 1 while the device computes step t. Where a sequence cannot chain, read first.
-  std::optional<InFlight> previous = std::move(in_flight_);
-  in_flight_.reset();
-  if (previous && !may_chain(*previous)) {
-    read(*previous);
-    previous.reset();
-  }
-  in_flight_ = launch_decode(previous);
-  if (previous) read(*previous);
+  const int micro = step_.micro_batches();
+  if (micro > 1)
+    step_micro(micro);
+  else
+    step_chained();
   for (auto it = running_.begin(); it != running_.end();) {
     if (it->finished()) {
       retire(*it, !it->result().error);
@@ -83,12 +78,72 @@ void Scheduler::step() {
       ++it;
     }
   }
-  // Nobody waits for the launched decode any more (every row's sequence retired): finish it now, so that the
+  // Nobody waits for a launched decode any more (every row's sequence retired): finish it now, so that the
   // step leaves nothing behind when the loop goes idle.
-  if (in_flight_ && std::all_of(in_flight_->rows.begin(), in_flight_->rows.end(), [](Sequence* s) { return !s; })) {
-    in_flight_->decode->read();
-    in_flight_.reset();
+  for (auto it = in_flight_.begin(); it != in_flight_.end();) {
+    if (std::all_of(it->rows.begin(), it->rows.end(), [](Sequence* s) { return !s; })) {
+      it->decode->read();
+      it = in_flight_.erase(it);
+    } else {
+      ++it;
+    }
   }
+}
+
+void Scheduler::step_chained() {
+  // Launch this step's decode from the previous step's ids while they may still be computing, then read those:
+  // the host builds step t + 1 while the device computes step t. Where a sequence cannot chain, read first.
+  std::optional<InFlight> previous;
+  if (!in_flight_.empty()) {
+    previous = std::move(in_flight_.front());
+    in_flight_.clear();
+  }
+  if (previous && !may_chain(*previous)) {
+    read(*previous);
+    previous.reset();
+  }
+  if (std::optional<InFlight> launched = launch_decode(previous)) in_flight_.push_back(std::move(*launched));
+  if (previous) read(*previous);
+}
+
+bool Scheduler::in_flight(const Sequence* s) const {
+  for (const InFlight& f : in_flight_)
+    if (std::find(f.rows.begin(), f.rows.end(), s) != f.rows.end()) return true;
+  return false;
+}
+
+void Scheduler::step_micro(int micro) {
+  // A sequence's next row needs the id its launch in flight samples, so the rows of one step are the sequences
+  // not in flight; a step reads the oldest launch when `micro` are in flight or none is left to launch. With
+  // two sequences on two stages: stage 0 computes A's row while stage 1 computes B's, and then the other way.
+  auto free_rows = [&] {
+    int n = 0;
+    for (const Sequence& s : running_) n += s.decoding() && !in_flight(&s) ? 1 : 0;
+    return n;
+  };
+  while (!in_flight_.empty() && (static_cast<int>(in_flight_.size()) >= micro || free_rows() == 0)) {
+    read(in_flight_.front());
+    in_flight_.pop_front();
+  }
+  int decoding = 0;
+  for (const Sequence& s : running_) decoding += s.decoding() ? 1 : 0;
+  const int cap = (decoding + micro - 1) / micro;  // an even share of the decoding sequences per micro-batch
+  std::vector<DecodeRow> rows;
+  InFlight out;
+  for (Sequence& s : running_) {
+    if (static_cast<int>(rows.size()) >= cap) break;
+    if (!s.decoding() || in_flight(&s)) continue;
+    if (step_.length(s.id()) >= step_.max_positions()) {  // the context is full
+      s.finish("length");
+      continue;
+    }
+    rows.push_back({s.id(), s.next_input(), false});
+    out.rows.push_back(&s);
+  }
+  if (rows.empty()) return;
+  out.decode = step_.launch(rows);
+  in_flight_.push_back(std::move(out));
+  if (++steps_ % 256 == 0) mlx::core::clear_cache();
 }
 
 void Scheduler::prefill() {
@@ -188,7 +243,7 @@ void Scheduler::cancel_all() {
 }
 
 void Scheduler::fail_all(std::exception_ptr error) {
-  in_flight_.reset();
+  in_flight_.clear();
   for (Sequence& s : running_) {
     s.fail(error);
     retire(s, false);

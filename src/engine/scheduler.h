@@ -4,9 +4,12 @@
 // sequence in one batched ModelStep::decode, retiring each independently when its stop rules say so. A step's
 // decode is launched before the previous one's ids are read (chained rows, where the ModelStep chains), so that
 // building a step overlaps computing the one before. Used directly by the command line (run_one) and by the
-// GenerationWorker thread for the server and the pipeline.
+// GenerationWorker thread for the server and the pipeline. Where the step takes micro-batches (a pipeline), each
+// step instead reads the oldest of the launches in flight and launches the sequences not in flight as one
+// micro-batch, so that the stages work on different groups of sequences at once.
 #pragma once
 
+#include <deque>
 #include <exception>
 #include <list>
 #include <memory>
@@ -54,6 +57,9 @@ class Scheduler {
   int prefill_one(int budget);  // tokens prefilled (-1: no prompt waits); budget < 0: a whole chunk
   bool may_chain(const InFlight& previous) const;
   std::optional<InFlight> launch_decode(const std::optional<InFlight>& previous);
+  void step_chained();       // one launch of every decoding sequence per step (chained to the previous one)
+  void step_micro(int micro);  // micro-batches of the sequences not in flight
+  bool in_flight(const Sequence* s) const;
   void read(InFlight& launched);  // applies the stop rules to its ids
 
   ModelStep& step_;
@@ -62,7 +68,7 @@ class Scheduler {
   int next_id_ = 0;
   long steps_ = 0;
   std::list<Sequence> running_;
-  std::optional<InFlight> in_flight_;  // the latest launched decode, not read yet
+  std::deque<InFlight> in_flight_;  // launched decodes not read yet, oldest first (at most one when chained)
 };
 
 // Runs one job to completion on `step` and returns its result; rethrows the job's error.

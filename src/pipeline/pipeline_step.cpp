@@ -32,6 +32,7 @@ auto PipelineStep::guarded(F&& body) {
   } catch (const std::exception& e) {
     broken_ = true;
     for (Slot& s : slots_) s.held.clear();
+    unanswered_.clear();  // their ids never come
     if (on_lost_) on_lost_(e);
     throw;
   }
@@ -91,32 +92,74 @@ void PipelineStep::prefill(int seq, const std::vector<int>& ids) {
   guarded([&] {
     link_.send_first(mx::array(ids.data(), mx::Shape{1, len}, mx::int32), slot.cache,
                      {kPrefill, len, index, options_.overlap ? 0 : kWantAck});
-    if (!options_.overlap && link_.recv_from_last(1).front() != -1)
-      throw Error("pipeline protocol: expected a prefill acknowledgement from the last rank");
+    if (!options_.overlap) {
+      receive_until(nullptr);  // the answers of the decodes in flight come back before the acknowledgement
+      if (link_.recv_from_last(1).front() != -1)
+        throw Error("pipeline protocol: expected a prefill acknowledgement from the last rank");
+    }
     return 0;
   });
 }
 
-std::vector<int> PipelineStep::decode(const std::vector<DecodeRow>& rows) {
+class PipelineDecode : public LaunchedDecode {
+ public:
+  PipelineDecode(PipelineStep& step, std::shared_ptr<PipelineStep::Answer> answer)
+      : step_(step), answer_(std::move(answer)) {}
+  std::vector<int> read() override {
+    if (!answer_->ids) step_.read_until(answer_.get());
+    return *answer_->ids;
+  }
+
+ private:
+  PipelineStep& step_;
+  std::shared_ptr<PipelineStep::Answer> answer_;
+};
+
+int PipelineStep::micro_batches() const { return options_.micro_batches > 0 ? options_.micro_batches : link_.size(); }
+
+void PipelineStep::receive_until(const Answer* answer) {
+  while (!unanswered_.empty()) {
+    std::shared_ptr<Answer> oldest = unanswered_.front();
+    unanswered_.pop_front();
+    oldest->ids = link_.recv_from_last(oldest->rows);
+    if (oldest.get() == answer) break;
+  }
+}
+
+void PipelineStep::read_until(const Answer* answer) {
+  guarded([&] {
+    receive_until(answer);
+    return 0;
+  });
+  if (answer && !answer->ids) throw Error("pipeline: a decode was read after the pipeline lost its answers");
+}
+
+std::unique_ptr<LaunchedDecode> PipelineStep::launch(const std::vector<DecodeRow>& rows) {
   const int B = static_cast<int>(rows.size());
   std::vector<int> payload(2 * B);
   std::vector<KvCache*> caches(B);
   for (int b = 0; b < B; ++b) {
+    if (rows[b].chained) throw Error(fmt::format("pipeline: sequence {} cannot chain its decode row", rows[b].seq));
     Slot& slot = slot_of(rows[b].seq);
     payload[b] = static_cast<int>(&slot - slots_.data());
     payload[B + b] = rows[b].token;
     caches[b] = &slot.cache;
   }
   const Model& stage = link_.stage();
-  return guarded([&] {
+  guarded([&] {
     mx::array ids(payload.data() + B, mx::Shape{B, 1}, mx::int32);
     mx::array y = stage.run_layers(stage.embed(ids), caches);  // [B, 1, hidden]
     link_.send_header({kDecode, B, 0, 0});
     link_.send_ints(payload);
     link_.send_hidden(y);
-    return link_.recv_from_last(B);
+    return 0;
   });
+  auto answer = std::make_shared<Answer>(Answer{B, std::nullopt});
+  unanswered_.push_back(answer);
+  return std::make_unique<PipelineDecode>(*this, std::move(answer));
 }
+
+std::vector<int> PipelineStep::decode(const std::vector<DecodeRow>& rows) { return launch(rows)->read(); }
 
 void PipelineStep::end(int seq, SequenceEnd how) {
   Slot& slot = slot_of(seq);
@@ -148,6 +191,7 @@ size_t PipelineStep::cache_bytes() const {
 void PipelineStep::finish() {
   if (broken_) return;
   try {
+    receive_until(nullptr);
     link_.send_header({kShutdown, 0, 0, 0});
   } catch (const std::exception&) {
     // Leaving anyway: the other ranks notice a closed connection themselves.

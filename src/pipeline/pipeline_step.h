@@ -2,9 +2,12 @@
 // generation loop (engine/scheduler.h) drives, for `pipeline` and `serve` alike: prefill chunks and batched
 // decode rows go through the stages as hidden states, and the last rank samples with each sequence's own
 // sampler. The other ranks run follow() until rank 0 shuts the job down. Each rank keeps one KV cache per slot.
+// Several decode launches may be in flight (micro-batches of different sequences), so that the stages overlap.
 #pragma once
 
+#include <deque>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -21,6 +24,8 @@ struct PipelineStepOptions {
   bool overlap = true;
   bool reuse_prompts = true;  // a new sequence takes the free slot whose cache shares the longest prefix
   int slots = 4;              // sequences in flight at most (the scheduler's parallel)
+  // Decode micro-batches the loop keeps in flight (ModelStep::micro_batches); 0: one per rank.
+  int micro_batches = 0;
 };
 
 // Rank 0. A failure after a sequence began leaves the ranks out of step: the step reports it through `on_lost`
@@ -32,6 +37,10 @@ class PipelineStep : public ModelStep {
   int begin(int seq, const std::vector<int>& prompt, const SamplingParams& sampling) override;
   void prefill(int seq, const std::vector<int>& ids) override;
   std::vector<int> decode(const std::vector<DecodeRow>& rows) override;
+  // Runs rank 0's layers and sends the rows on; the ids come back when the returned decode is read. Launches
+  // are answered in order, so reading one first reads the older ones still unread (and keeps their ids).
+  std::unique_ptr<LaunchedDecode> launch(const std::vector<DecodeRow>& rows) override;
+  int micro_batches() const override;
   std::vector<TokenLogprobs> score_prompt(const std::vector<int>& prompt, int top_n) override;
   void end(int seq, SequenceEnd how) override;
 
@@ -53,11 +62,20 @@ class PipelineStep : public ModelStep {
   const Slot& slot_of(int seq) const;
   template <class F>
   auto guarded(F&& body);
+  struct Answer {  // the ids the last rank sends back for one launch
+    int rows = 0;
+    std::optional<std::vector<int>> ids;
+  };
+  // Receives the answers of the launches up to this one (all: null); read_until also marks a failure as lost.
+  void receive_until(const Answer* answer);
+  void read_until(const Answer* answer);
+  friend class PipelineDecode;
 
   StageLink& link_;
   PipelineStepOptions options_;
   std::function<void(const std::exception&)> on_lost_;
   std::vector<Slot> slots_;
+  std::deque<std::shared_ptr<Answer>> unanswered_;  // launched decodes whose ids are not received yet, oldest first
   bool broken_ = false;
 };
 

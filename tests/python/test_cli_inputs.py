@@ -169,6 +169,22 @@ def test_chat_prompt_file_answers_first_message(models, engine, tmp_path):
     assert m.render([{"role": "user", "content": user}]) in p.stderr, f"--print-prompt output missing: {p.stderr!r}"
 
 
+def test_chat_seed_gives_each_turn_its_own_stream(models, engine, tmp_path):
+    """chat --seed S --temp 1: the first turn samples as generate --chat --seed S does; the same question again after
+    /reset draws from the next stream (seed S + 1), not the first turn's draws over again."""
+    m = models["instruct"]
+    user = "Shaba kolu tinesta?"
+    args = ["--model", m.dir, "-n", 12, "--temp", 1, "--top-k", 0, "--dtype", "float32", "--seed", 7]
+    p = k2("chat", *args, input=f"{user}\n/reset\n{user}\n")
+    turns = [t for t in p.stdout.split("> ") if t.strip()]
+    assert len(turns) == 2, f"expected two answers, got {p.stdout!r}"
+    first = k2("generate", *args, "--prompt", user, "--chat").stdout.strip()
+    second = k2("generate", *args[:-1], 8, "--prompt", user, "--chat").stdout.strip()
+    assert turns[0].strip() == first, f"turn 1 {turns[0]!r} vs generate --seed 7 {first!r}"
+    assert turns[1].strip() == second, f"turn 2 {turns[1]!r} vs generate --seed 8 {second!r}"
+    assert first != second, "fixture: seeds 7 and 8 give the same answer (pick another question)"
+
+
 # =============================================================================================================
 # Exit codes of malformed flags: 2, with the flag named
 

@@ -1,5 +1,6 @@
 // The generation loop on a scripted ModelStep (no model): stop rules, cancellation, shortest-first chunked
-// prefill interleaved with decode, batching of every decoding sequence, and the ids handed back for reuse.
+// prefill interleaved with decode, batching of every decoding sequence, chained launches, micro-batches in flight
+// (a pipeline), and the ids handed back for reuse.
 #include <gtest/gtest.h>
 
 #include <map>
@@ -211,6 +212,83 @@ TEST(Scheduler, ASequenceThatCannotChainIsReadBeforeTheNextLaunch) {
   EXPECT_EQ(a.tokens, (std::vector<int>{10, 73, 14, 1}));
   EXPECT_EQ(step.chained_rows, 0);
   EXPECT_EQ(step.log, (std::vector<std::string>{"l1", "r", "l1", "r", "l1", "r", "l1", "r"}));
+}
+
+// A pipeline's step: launches stay unread until the loop reads them, in launch order (as the last rank answers);
+// micro_batches() of them may be in flight. Logs "l<seqs>" per launch and "r" per read.
+class MicroBatchStep : public ScriptedStep {
+ public:
+  int micro = 2;
+  size_t most_in_flight = 0;
+  std::vector<std::shared_ptr<std::vector<int>>> unread;  // launched, oldest first
+
+  class Launched : public k2::LaunchedDecode {
+   public:
+    Launched(MicroBatchStep& step, std::shared_ptr<std::vector<int>> ids) : step_(step), ids_(std::move(ids)) {}
+    std::vector<int> read() override {
+      EXPECT_FALSE(step_.unread.empty());
+      if (!step_.unread.empty()) {
+        EXPECT_EQ(step_.unread.front(), ids_) << "launches are read in launch order";
+        step_.unread.erase(step_.unread.begin());
+      }
+      step_.log.push_back("r");
+      return *ids_;
+    }
+
+   private:
+    MicroBatchStep& step_;
+    std::shared_ptr<std::vector<int>> ids_;
+  };
+  std::unique_ptr<k2::LaunchedDecode> launch(const std::vector<DecodeRow>& rows) override {
+    std::string seqs;
+    auto ids = std::make_shared<std::vector<int>>();
+    for (const DecodeRow& r : rows) {
+      EXPECT_FALSE(r.chained);
+      ++length_[r.seq];
+      ids->push_back(next(r.token));
+      seqs += std::to_string(r.seq);
+    }
+    unread.push_back(ids);
+    most_in_flight = std::max(most_in_flight, unread.size());
+    log.push_back("l" + seqs);
+    return std::make_unique<Launched>(*this, ids);
+  }
+  int micro_batches() const override { return micro; }
+};
+
+TEST(Scheduler, MicroBatchesOfDifferentSequencesAreInFlightTogetherWithTheSameTokens) {
+  MicroBatchStep step;
+  k2::Scheduler s(step, 4);
+  JobResult a, b, c;
+  s.add(job({1}, 6, {}, a), std::make_shared<k2::JobHandle>());
+  s.add(job({5, 6, 1}, 10, {14}, b), std::make_shared<k2::JobHandle>());
+  s.add(job({2}, 3, {}, c), std::make_shared<k2::JobHandle>());
+  drain(s);
+  // What the synchronous loop gives: the script depends on the fed id only.
+  EXPECT_EQ(a.tokens, (std::vector<int>{10, 73, 14, 1, 10, 73}));
+  EXPECT_EQ(b.tokens, (std::vector<int>{10, 73}));
+  EXPECT_EQ(b.finish_reason, "stop");
+  EXPECT_EQ(c.tokens, (std::vector<int>{17, 22, 57}));
+  EXPECT_EQ(step.most_in_flight, 2u);
+  EXPECT_TRUE(step.unread.empty());
+  // Step 1 prefills b's two tokens before its last; three sequences decode, two micro-batches of at most two:
+  // a and b, then c while they are in flight; step 3 reads a and b and launches them again, step 4 reads c.
+  ASSERT_GE(step.log.size(), 6u);
+  EXPECT_EQ(std::vector<std::string>(step.log.begin(), step.log.begin() + 6),
+            (std::vector<std::string>{"p1", "l01", "l2", "r", "l01", "r"}));
+  // No sequence is in two launches at once: each launch is read before its sequences launch again.
+  EXPECT_EQ(step.ends[1].held, (std::vector<int>{5, 6, 1, 10, 73}));
+}
+
+TEST(Scheduler, OneSequenceOnMicroBatchesIsReadBeforeEachLaunch) {
+  MicroBatchStep step;
+  step.micro = 3;
+  k2::Scheduler s(step, 4);
+  JobResult a;
+  s.add(job({1}, 3, {}, a), std::make_shared<k2::JobHandle>());
+  drain(s);
+  EXPECT_EQ(a.tokens, (std::vector<int>{10, 73, 14}));
+  EXPECT_EQ(step.log, (std::vector<std::string>{"l0", "r", "l0", "r", "l0", "r"}));
 }
 
 TEST(Scheduler, StepTokenBudgetIsSharedByDecodeRowsAndPrefillChunks) {
