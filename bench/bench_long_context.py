@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 # Long-context prefill on the CPU: one long prompt (ids from a file) through `k2mlx logits` on a 3-layer,
 # hidden-128 Kimi-structured toy (2 heads), with our blocked prefill attention (the default) and with MLX's
-# SDPA (--kernels mlx), in one invocation: wall and CPU seconds, peak RSS, the ratio, and how far the two
+# SDPA (--kernels mlx), in one invocation: wall and CPU seconds, peak RSS, MLX's peak memory against the
+# predicted peak (`logits --stats`, the figure `inspect --context N` prints), the ratio, and how far the two
 # last-position logits are apart. The toy is written once into --work.
 """Time a long prefill.
 
@@ -40,7 +41,7 @@ def toy(work: Path) -> Path:
 
 def run(model: Path, ids: Path, out: Path, extra: list[str]) -> dict:
     cmd = ["/usr/bin/time", "-f", "%e %U %S %M", str(BIN), "logits", "--model", str(model), "--ids-file", str(ids),
-           "--out", str(out), *extra]
+           "--out", str(out), "--stats", *extra]
     t = time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t
@@ -48,8 +49,11 @@ def run(model: Path, ids: Path, out: Path, extra: list[str]) -> dict:
         raise SystemExit(f"{' '.join(cmd)} failed ({p.returncode}): {p.stderr[-2000:]}")
     e, u, s, m = p.stderr.strip().splitlines()[-1].split()
     chunk = [l for l in p.stderr.splitlines() if l.startswith("prefill: ")]
+    stats = [l for l in p.stderr.splitlines() if l.startswith("stats: ")]
+    st = dict(kv.split("=") for kv in stats[-1].split()[1:]) if stats else {}
     return {"wall": wall, "cpu": float(u) + float(s), "rss": int(m) * 1024, "logits": np.load(out),
-            "chunks": chunk[0] if chunk else "?"}
+            "chunks": chunk[0] if chunk else "?", "peak": int(st.get("peak_mlx_bytes", 0)),
+            "predicted": int(st.get("predicted_peak_bytes", 0))}
 
 
 def main() -> None:
@@ -67,7 +71,9 @@ def main() -> None:
         res[e] = run(model, ids, a.work / f"logits-{e}.npy", [] if e == "k2" else ["--kernels", "mlx"])
         r = res[e]
         print(f"{e:>4}: {a.tokens} tokens ({r['chunks']}): {r['wall']:.1f} s wall, {r['cpu']:.1f} s CPU, "
-              f"{a.tokens / r['wall']:.0f} tok/s, peak RSS {r['rss'] / 2**20:.0f} MiB", flush=True)
+              f"{a.tokens / r['wall']:.0f} tok/s, peak RSS {r['rss'] / 2**20:.0f} MiB, MLX peak "
+              f"{r['peak'] / 2**20:.1f} MiB = {r['peak'] / max(r['predicted'], 1):.3f}x the predicted "
+              f"{r['predicted'] / 2**20:.1f} MiB", flush=True)
     if "k2" in res and "mlx" in res:
         k, m = res["k2"], res["mlx"]
         d = np.abs(k["logits"] - m["logits"]).max()

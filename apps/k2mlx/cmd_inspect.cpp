@@ -14,6 +14,8 @@
 #include "model/footprint.h"
 #include "model/kv_cache.h"
 #include "model/weights.h"
+#include "memory_stats.h"
+#include "prefill_flags.h"
 
 namespace k2::cli {
 namespace mx = mlx::core;
@@ -24,8 +26,9 @@ struct InspectFlags {
   std::string model_dir;
   std::string layers;
   int context = 40000;
-  int prefill_chunk = 512;
-  std::string dtype = "bfloat16";
+  PrefillFlags prefill;           // the defaults of logits / generate
+  std::string dtype = "auto";     // as logits / generate: float32 on the CPU backend
+  std::string kernels = "auto";
   bool per_layer = false;
   bool load = false;
   int load_threads = 0;
@@ -39,10 +42,17 @@ Command add_inspect(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("inspect", "Describe a model folder and predict the memory a layer range needs");
   cmd->add_option("--model,-m", f->model_dir, "Model folder")->required();
   cmd->add_option("--layers", f->layers, "Layer range FIRST:LAST to predict memory for (default: all)");
-  cmd->add_option("--context", f->context, "Context length (tokens) for the KV-cache prediction")->capture_default_str();
-  cmd->add_option("--prefill-chunk", f->prefill_chunk, "Prefill chunk size assumed for the workspace")
+  cmd->add_option("--context", f->context,
+                  "Prompt length (tokens) whose prefill peak memory is predicted (as logits / generate run it)")
       ->capture_default_str();
-  cmd->add_option("--dtype", f->dtype, "Activation / KV-cache dtype assumed: bfloat16, float16 or float32")
+  f->prefill.add_to(*cmd);
+  cmd->add_option("--dtype", f->dtype,
+                  "Activation / KV-cache dtype assumed: auto (as the commands: float32 on the CPU backend, bfloat16 "
+                  "on a GPU), bfloat16, float16 or float32")
+      ->capture_default_str();
+  cmd->add_option("--kernels", f->kernels,
+                  "Kernels assumed, as the commands' --kernels: auto or k2 (the blocked CPU attention for float32), "
+                  "mlx (MLX's SDPA)")
       ->capture_default_str();
   cmd->add_flag("--per-layer", f->per_layer, "List the bytes of every layer");
   cmd->add_flag("--load", f->load,
@@ -108,14 +118,27 @@ Command add_inspect(CLI::App& app) {
     }
     const bool range_broken = fp.range_unreadable(first, last, first == 0, last == n);
     const size_t w = fp.range_bytes(first, last, first == 0, last == n);
-    const RuntimeMemory rt = estimate_runtime_memory(c, last - first, f->context, f->prefill_chunk, mx::size_of(dt), last == n);
+    if (f->kernels != "auto" && f->kernels != "k2" && f->kernels != "mlx")
+      throw InputError(fmt::format("--kernels '{}' is not one of auto, k2, mlx", f->kernels));
+    LoadOptions assumed;
+    assumed.dtype = dt;
+    assumed.first_layer = first;
+    assumed.last_layer = last;
+    assumed.load_embedding = first == 0;
+    assumed.load_head = last == n;
+    if (f->kernels != "mlx") assumed.cpu_kernels = std::make_shared<kernels::CpuKernels>(1);
+    const PrefillPeak peak = predict_prefill(f->model_dir, c, assumed, f->context, f->prefill.chunking(), false);
+    const std::string dname = dt == mx::float32 ? "float32" : dt == mx::bfloat16 ? "bfloat16" : "float16";
     fmt::print("KV cache: {} per token for all {} layers at {} ({} B)\n",
-               format_bytes(static_cast<double>(kv_bytes_per_token(c, n, mx::size_of(dt)))), n, f->dtype,
+               format_bytes(static_cast<double>(kv_bytes_per_token(c, n, mx::size_of(dt)))), n, dname,
                kv_bytes_per_token(c, n, mx::size_of(dt)));
-    fmt::print("layers [{}, {}) at {} tokens of context: weights {} + KV cache {} + workspace {} = {}\n", first, last,
-               f->context, format_bytes(static_cast<double>(w)), format_bytes(static_cast<double>(rt.kv_cache)),
-               format_bytes(static_cast<double>(rt.workspace)),
-               format_bytes(static_cast<double>(w + rt.kv_cache + rt.workspace)));
+    fmt::print("layers [{}, {}): checkpoint bytes {}, bound at {} {}\n", first, last,
+               format_bytes(static_cast<double>(w)), dname, format_bytes(static_cast<double>(peak.weights)));
+    fmt::print("prefill of {} tokens ({}, {}, chunks of {}): {}\n", f->context, dname,
+               activations_for(dt, assumed.cpu_kernels != nullptr).blocked_attention ? "blocked CPU attention"
+                                                                                      : "MLX SDPA",
+               peak.chunk, describe_peak(peak));
+    fmt::print("predicted peak memory: {} B\n", peak.total());
     if (range_broken)
       throw CheckpointError(fmt::format("layers [{}, {}) need tensors that cannot be read (see above)", first, last));
     if (f->load) {

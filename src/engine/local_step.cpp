@@ -25,7 +25,7 @@ LocalStep::Running& LocalStep::get(int seq) {
 const LocalStep::Running& LocalStep::get(int seq) const { return const_cast<LocalStep*>(this)->get(seq); }
 
 int LocalStep::prefill_chunk(int prompt_tokens) const {
-  return prefill_chunk_size(model_.config(), model_.dtype(), prompt_tokens, prefill_);
+  return prefill_chunk_size(model_.config(), activations_of(model_), prompt_tokens, prefill_);
 }
 
 int LocalStep::begin(int seq, const std::vector<int>& prompt, const SamplingParams& sampling) {
@@ -34,8 +34,9 @@ int LocalStep::begin(int seq, const std::vector<int>& prompt, const SamplingPara
   const int reused = lease.reused;
   // Refuse a prompt that cannot fit before any of it is computed (MLX on the CPU crashes on a failed malloc).
   const int n = static_cast<int>(prompt.size());
-  check_prefill_memory(model_.config(), model_.dtype(), model_.last_layer() - model_.first_layer(), reused, n - reused,
+  check_prefill_memory(model_.config(), activations_of(model_), model_.last_layer() - model_.first_layer(), reused, n - reused,
                        prefill_chunk(n));
+  lease.session->cache().reserve(n + 1);  // one cache allocation for the prompt and the first token
   running_.emplace(seq, Running{std::move(lease.session), SequenceSampler(sampling, prompt)});
   return reused;
 }

@@ -38,13 +38,14 @@ void Session::check_ids(const std::vector<int>& ids) const {
 
 int Session::chunk_for(size_t new_tokens, const PrefillChunking& chunking) const {
   const int n = static_cast<int>(new_tokens);
-  const int step = prefill_chunk_size(model_.config(), model_.dtype(), length() + n, chunking);
-  check_prefill_memory(model_.config(), model_.dtype(), model_.last_layer() - model_.first_layer(), length(), n,
+  const int step = prefill_chunk_size(model_.config(), activations_of(model_), length() + n, chunking);
+  check_prefill_memory(model_.config(), activations_of(model_), model_.last_layer() - model_.first_layer(), length(), n,
                        step);
   return step;
 }
 
 void Session::fill(const int* ids, int n, int step) {
+  cache_.reserve(length() + n + 1);  // + 1: the decode step that usually follows a prefill
   with_memory_errors(fmt::format("prefill of {} tokens in chunks of {}", n, step), [&] {
     for (int start = 0; start < n; start += step) {
       const int len = std::min(step, n - start);
@@ -68,6 +69,7 @@ mx::array Session::prefill(const std::vector<int>& ids, const PrefillChunking& c
   const int step = chunk_for(ids.size(), chunking);  // from the whole prompt, whichever part runs in chunks
   if (all_positions) {
     std::vector<mx::array> all;
+    cache_.reserve(length() + n);
     with_memory_errors(fmt::format("prefill of {} tokens in chunks of {}", n, step), [&] {
       for (int start = 0; start < n; start += step) {
         const int len = std::min(step, n - start);

@@ -145,24 +145,35 @@ Footprint measure_checkpoint(const Checkpoint& ck, const ModelConfig& c) {
   return f;
 }
 
-RuntimeMemory estimate_runtime_memory(const ModelConfig& c, int layers, int context, int chunk,
-                                      size_t act_bytes, bool has_head) {
-  RuntimeMemory r;
-  // The cache grows in 256-position steps.
-  const size_t positions = ((static_cast<size_t>(context) + 255) / 256) * 256;
-  r.kv_cache = positions * kv_bytes_per_token(c, layers, act_bytes);
-  if (layers == 0 && !has_head) return r;
-  const size_t L = static_cast<size_t>(std::min(chunk, context)), S = static_cast<size_t>(context);
-  const size_t H = c.num_attention_heads;
-  // Prefill of one chunk at the end of the context: scores [H, L, S] (plus the rope-score mask of the
-  // same size), keys/values expanded per head [H, S, nope] and [H, S, v], expert inputs and outputs.
-  size_t ws = 2 * H * L * S * act_bytes;
-  ws += H * S * (c.qk_nope_head_dim + c.v_head_dim) * act_bytes;
-  ws += L * static_cast<size_t>(std::max(c.num_experts_per_tok, 1)) *
-        (static_cast<size_t>(c.hidden_size) + 2 * std::max(c.moe_intermediate_size, c.intermediate_size / 8)) * act_bytes;
-  if (has_head) ws += L * static_cast<size_t>(c.vocab_size) * 4;
-  r.workspace = ws;
-  return r;
+size_t bound_weight_bytes(const Checkpoint& ck, const ModelConfig& c, const ByteRange& r, size_t act) {
+  auto is_float = [](StDtype d) { return d == StDtype::F32 || d == StDtype::F16 || d == StDtype::BF16; };
+  auto ends_with = [](const std::string& s, const char* tail) {
+    const std::string t(tail);
+    return s.size() >= t.size() && s.compare(s.size() - t.size(), t.size(), t) == 0;
+  };
+  size_t n = 0;
+  for (const auto& name : ck.names()) {
+    const keys::TensorName t = keys::classify(name, c.weight_prefix);
+    const bool in_layers = t.layer && *t.layer < c.num_hidden_layers && *t.layer >= r.first && *t.layer < r.last;
+    const bool embed = !t.layer && t.kind == keys::Kind::Embed && r.embed;
+    const bool head = !t.layer && (t.kind == keys::Kind::LmHead || t.kind == keys::Kind::FinalNorm) && r.head;
+    if (!in_layers && !embed && !head) continue;
+    TensorInfo ti;
+    try {
+      ti = ck.info(name);
+    } catch (const CheckpointError&) {
+      continue;  // reported by count_checkpoint_bytes
+    }
+    size_t elements = 1;
+    for (auto d : ti.shape) elements *= static_cast<size_t>(d);
+    if (ends_with(name, keys::kScaleInv)) continue;
+    const bool quant_part = ends_with(name, keys::kScales) || ends_with(name, keys::kBiases);
+    if (ti.dtype == StDtype::F8_E4M3 || (is_float(ti.dtype) && !(quant_part && act == 4)))
+      n += elements * act;
+    else
+      n += ti.nbytes;
+  }
+  return n;
 }
 
 }  // namespace k2

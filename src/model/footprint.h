@@ -10,6 +10,7 @@
 
 #include "io/checkpoint.h"
 #include "model/config.h"
+#include "model/runtime_memory.h"
 
 namespace k2 {
 
@@ -60,13 +61,11 @@ struct Footprint : CheckpointBytes {
 
 Footprint measure_checkpoint(const Checkpoint& ckpt, const ModelConfig& config);
 
-// Memory a stage needs beyond its weights while running `context` tokens with prefill chunks of
-// `chunk`: the latent KV cache plus the largest transient buffers of one prefill chunk.
-struct RuntimeMemory {
-  size_t kv_cache = 0;
-  size_t workspace = 0;
-};
-RuntimeMemory estimate_runtime_memory(const ModelConfig& config, int layers, int context, int chunk,
-                                      size_t activation_bytes, bool has_head);
+// Bytes the loader binds for the tensors of `range` when activations are `activation_bytes` wide: float
+// tensors are cast to the compute dtype (a bfloat16 checkpoint doubles under float32), quantized weights stay
+// packed, their scales / biases are cast unless the compute dtype is float32, FP8 matrices are dequantized
+// (re-quantizing them at load, --fp8-requantize, is not modelled), 128x128 scale blocks are consumed.
+size_t bound_weight_bytes(const Checkpoint& ckpt, const ModelConfig& config, const ByteRange& range,
+                          size_t activation_bytes);
 
 }  // namespace k2

@@ -2,6 +2,8 @@
 // so a decode step writes one row instead of concatenating the whole history.
 #include "model/kv_cache.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "core/error.h"
@@ -32,8 +34,9 @@ std::pair<mx::array, mx::array> LayerCache::update_and_fetch(const mx::array& la
   const int L = latent.shape(2);
   const int end = offset_ + L;
   if (!latent_ || latent_->shape(2) < end || latent_->dtype() != latent.dtype()) {
-    latent_ = grow(latent_, latent, offset_, end);
-    k_pe_ = grow(k_pe_, k_pe, offset_, end);
+    const int needed = std::max(end, reserve_);
+    latent_ = grow(latent_, latent, offset_, needed);
+    k_pe_ = grow(k_pe_, k_pe, offset_, needed);
   }
   mx::Shape start{0, 0, offset_, 0};
   mx::Shape stop_l{latent.shape(0), 1, end, latent.shape(3)};
@@ -71,6 +74,10 @@ LayerCache& KvCache::layer(int index) {
 }
 
 int KvCache::offset() const { return layers_.empty() ? 0 : layers_.front().offset(); }
+
+void KvCache::reserve(int positions) {
+  for (auto& l : layers_) l.reserve(positions);
+}
 
 void KvCache::trim_to(int length) {
   for (auto& l : layers_) l.trim_to(length);

@@ -19,6 +19,9 @@ class LayerCache {
   std::pair<mlx::core::array, mlx::core::array> update_and_fetch(const mlx::core::array& latent,
                                                                  const mlx::core::array& k_pe);
   int offset() const { return offset_; }
+  // The next growth makes room for at least `positions` positions at once (a prefill of known length), so that
+  // a long prompt allocates its cache once instead of copying it into a larger buffer chunk after chunk.
+  void reserve(int positions) { reserve_ = positions; }
   void trim_to(int length);  // forget positions >= length (prompt reuse / rollback)
   size_t nbytes() const;     // bytes allocated
   std::vector<mlx::core::array> state() const;  // arrays to eval after a prefill chunk
@@ -29,6 +32,7 @@ class LayerCache {
   std::optional<mlx::core::array> latent_;  // [B, 1, capacity, kv_lora_rank]
   std::optional<mlx::core::array> k_pe_;    // [B, 1, capacity, qk_rope_head_dim]
   int offset_ = 0;
+  int reserve_ = 0;
 };
 
 // Cache for the layers [first, last) of one model stage.
@@ -37,6 +41,7 @@ class KvCache {
   KvCache(int first_layer, int last_layer);
   LayerCache& layer(int index);
   int offset() const;  // positions cached (same for every layer)
+  void reserve(int positions);  // LayerCache::reserve for every layer
   void trim_to(int length);
   size_t nbytes() const;
   std::vector<mlx::core::array> state() const;

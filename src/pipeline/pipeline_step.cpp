@@ -47,7 +47,7 @@ PipelineStep::Slot& PipelineStep::slot_of(int seq) {
 const PipelineStep::Slot& PipelineStep::slot_of(int seq) const { return const_cast<PipelineStep*>(this)->slot_of(seq); }
 
 int PipelineStep::prefill_chunk(int prompt_tokens) const {
-  return prefill_chunk_size(link_.stage().config(), link_.stage().dtype(), prompt_tokens, options_.prefill);
+  return prefill_chunk_size(link_.stage().config(), activations_of(link_.stage()), prompt_tokens, options_.prefill);
 }
 
 std::vector<TokenLogprobs> PipelineStep::score_prompt(const std::vector<int>&, int) {
@@ -202,7 +202,7 @@ void pipeline_logits(StageLink& link, const std::vector<int>& ids, bool all_posi
   link.check_ids(ids);
   KvCache cache = link.stage().make_cache();
   const int n = static_cast<int>(ids.size());
-  const int step = prefill_chunk_size(link.stage().config(), link.stage().dtype(), n, options.prefill);
+  const int step = prefill_chunk_size(link.stage().config(), activations_of(link.stage()), n, options.prefill);
   link.send_header({kBegin, n, 0, 0});
   link.send_ints(pack_sampling(SamplingParams{}));
   link.send_ints(ids);

@@ -144,10 +144,11 @@ StagePlan stage_cost(const ModelConfig& c, const ModelCosts& costs, const NodeSp
   s.embed = first == 0;
   s.head = last == c.num_hidden_layers;
   s.weights = costs.range_bytes(first, last, s.embed, s.head);
-  const RuntimeMemory rt = estimate_runtime_memory(c, last - first, r.context, r.prefill_chunk,
-                                                   static_cast<size_t>(r.activation_bytes), s.head);
+  // The plan is for GPU nodes (Metal): MLX's SDPA path, not the CPU's blocked attention.
+  const ActivationSpec act{static_cast<size_t>(r.activation_bytes), /*blocked_attention=*/false};
+  const RuntimeMemory rt = estimate_runtime_memory(c, last - first, r.context, r.prefill_chunk, act, s.head);
   s.kv_cache = static_cast<double>(rt.kv_cache) * r.sequences;
-  s.workspace = static_cast<double>(rt.workspace);
+  s.workspace = static_cast<double>(rt.workspace + rt.kv_growth);
   s.usable = node.usable(r.usable_fraction);
   s.read_bytes = costs.range_read_bytes(first, last, s.embed, s.head);
   s.seconds = node.bandwidth > 0 ? s.read_bytes / node.bandwidth : 0.0;

@@ -2,7 +2,8 @@
 # the chunked result equals one-shot prefill and a fixed chunk size (float32); a prefill that cannot get its
 # memory ends with a clear error (exit 2), never a crash (MLX's CPU backend segfaults when malloc fails).
 # The 16K-token default-flag test takes minutes on the CPU backend, so it runs only with K2MLX_LONG_TESTS=1;
-# the 40,000-token run is measured by hand (numbers in docs/benchmarks.md).
+# the 40,000-token run is bench/bench_long_context.py's (numbers in docs/benchmarks.md). The peak-memory test checks
+# `inspect`'s prediction against MLX's measured peak (logits --stats) at 8K tokens.
 from __future__ import annotations
 
 import json
@@ -68,6 +69,32 @@ def test_budget_sized_chunks_equal_one_shot_and_fixed_chunks(ws, engine, tmp_pat
     kp.assert_exact(fixed, one_shot, "--prefill-chunk 256 vs one-shot", kp.EQUIV_REL)
 
 
+PEAK = 8192
+
+
+def test_prefill_peak_within_prediction(ws, engine, tmp_path):
+    """`inspect --context N` predicts the peak of a default-flag prefill of N tokens (float32, the blocked CPU
+    attention, chunks sized to the default budget); `logits --stats` measures it as MLX's allocator peak after
+    loading (the memory the prediction models: RSS adds the process's libraries and glibc's retained pages).
+    They must agree within 10 %, and the stats line must carry the same prediction."""
+    model = ws.path(MODEL)
+    p = kp.run_engine(["inspect", "--model", model, "--context", PEAK], timeout=60)
+    assert p.returncode == 0, p.stderr[-2000:]
+    predicted = [int(l.split(":")[1].split()[0]) for l in p.stdout.splitlines() if l.startswith("predicted peak memory:")]
+    assert predicted, f"inspect printed no prediction: {p.stdout[-2000:]!r}"
+    f = write_ids(tmp_path / "ids.txt", PEAK, PEAK)
+    p, _ = run_measured(["logits", "--model", model, "--ids-file", f, "--out", tmp_path / "a.npy", "--stats", "-q"],
+                        timeout=300)
+    kp._check(p, tmp_path / "a.npy")
+    line = [l for l in p.stderr.splitlines() if l.startswith("stats: ")]
+    assert line, f"logits --stats printed no stats line: {p.stderr[-2000:]!r}"
+    stats = dict(kv.split("=") for kv in line[-1].split()[1:])
+    assert int(stats["predicted_peak_bytes"]) == predicted[0], (stats, predicted)
+    peak = int(stats["peak_mlx_bytes"])
+    assert abs(peak / predicted[0] - 1) <= 0.10, (
+        f"{PEAK}-token prefill peaked at {peak} B, {peak / predicted[0]:.3f}x the predicted {predicted[0]} B")
+
+
 def _limit_address_space(limit: int):
     def apply():
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
@@ -75,12 +102,13 @@ def _limit_address_space(limit: int):
 
 
 def test_allocation_failure_is_a_clear_error(ws, engine, tmp_path):
-    """A one-shot prefill of 8K tokens (--prefill-chunk 8192, ~2.2 GB of attention buffers) in a process limited
-    to 2 GiB of address space: k2mlx must refuse with exit 2, saying how much it needs and which flag to change
-    (without the check MLX segfaults)."""
+    """A one-shot prefill of 8K tokens on MLX's SDPA path (--kernels mlx --prefill-chunk 8192: three [4, 8192, 8192]
+    float32 buffers, ~3.2 GB) in a process limited to 2 GiB of address space: k2mlx must refuse with exit 2, saying
+    how much it needs and which flag to change (without the check MLX segfaults). The blocked CPU attention (the
+    default) needs no such buffers and runs this prompt in ~0.2 GB."""
     f = write_ids(tmp_path / "ids.txt", 8192, 8192)
     p, _ = run_measured(["logits", "--model", ws.path(MODEL), "--ids-file", f, "--out", tmp_path / "x.npy",
-                         "--dtype", "float32", "--prefill-chunk", 8192, "-q"], timeout=120,
+                         "--dtype", "float32", "--kernels", "mlx", "--prefill-chunk", 8192, "-q"], timeout=120,
                         preexec=_limit_address_space(2 << 30))
     assert p.returncode == 2, f"exit {p.returncode} (want 2, a clear error): {p.stderr[-2000:]!r}"
     assert "needs about" in p.stderr and "--prefill-chunk" in p.stderr, p.stderr[-2000:]
