@@ -120,12 +120,13 @@ Command add_inspect(CLI::App& app) {
     const size_t w = fp.range_bytes(first, last, first == 0, last == n);
     if (f->kernels != "auto" && f->kernels != "k2" && f->kernels != "mlx")
       throw InputError(fmt::format("--kernels '{}' is not one of auto, k2, mlx", f->kernels));
-    LoadOptions assumed;
-    assumed.dtype = dt;
-    assumed.first_layer = first;
-    assumed.last_layer = last;
-    assumed.load_embedding = first == 0;
-    assumed.load_head = last == n;
+    LoadOptions stage;  // layers [first, last) at dt, the embedding and head where the range holds them
+    stage.dtype = dt;
+    stage.first_layer = first;
+    stage.last_layer = last;
+    stage.load_embedding = first == 0;
+    stage.load_head = last == n;
+    LoadOptions assumed = stage;
     if (f->kernels != "mlx") assumed.cpu_kernels = std::make_shared<kernels::CpuKernels>(1);
     const PrefillPeak peak = predict_prefill(f->model_dir, c, assumed, f->context, f->prefill.chunking(), false);
     const std::string dname = dt == mx::float32 ? "float32" : dt == mx::bfloat16 ? "bfloat16" : "float16";
@@ -142,12 +143,7 @@ Command add_inspect(CLI::App& app) {
     if (range_broken)
       throw CheckpointError(fmt::format("layers [{}, {}) need tensors that cannot be read (see above)", first, last));
     if (f->load) {
-      LoadOptions o;
-      o.dtype = dt;
-      o.first_layer = first;
-      o.last_layer = last;
-      o.load_embedding = first == 0;
-      o.load_head = last == n;
+      LoadOptions o = stage;
       o.read_threads = check_load_threads(f->load_threads);
       o.progress = load_progress_line(f->progress);
       const auto start = std::chrono::steady_clock::now();
