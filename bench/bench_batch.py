@@ -21,7 +21,6 @@ import argparse
 import http.client
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tools"))
 
+import server_process  # noqa: E402
 from bench_pipeline import build, free_port_block  # noqa: E402
 from machine_info import machine  # noqa: E402
 
@@ -86,21 +86,11 @@ def build_kimi_like(out: Path, layers: int) -> Path:
 
 
 def start(binary: Path, model: Path, ranks: int, *args: str):
-    log = tempfile.NamedTemporaryFile(prefix="k2batch-", suffix=".log", delete=False)
     serve = ["serve", "-m", str(model), "--port", "0", "--quiet", "--no-log-requests", *args]
     cmd = [str(binary), *serve] if ranks == 1 else \
         [str(binary), "launch", "-n", str(ranks), "--starting-port", str(free_port_block(ranks)), "--", *serve]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, stdin=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        m = re.search(r"listening on http://([\d.]+):(\d+)", Path(log.name).read_text(errors="replace"))
-        if m:
-            return proc, (m.group(1), int(m.group(2)))
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    proc.kill()
-    raise SystemExit(f"server did not start:\n{Path(log.name).read_text()}")
+    proc, addr, _ = server_process.start(cmd, "k2batch-", 300)
+    return proc, addr
 
 
 def stream(addr, ids: list[int], gen: int) -> dict:

@@ -20,7 +20,6 @@ import http.client
 import json
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -30,22 +29,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT.parent / "shared" / "data" / "templates" / "kimi-k2-thinking.jinja"
+sys.path.insert(0, str(ROOT / "bench"))
+
+import server_process  # noqa: E402
 
 
 def start_server(binary: Path, model: Path, *args: str):
-    log = tempfile.NamedTemporaryFile(prefix="k2serve-", suffix=".log", delete=False)
-    proc = subprocess.Popen([str(binary), "serve", "-m", str(model), "--port", "0", "--quiet", "--no-log-requests", *args],
-                            stdout=subprocess.DEVNULL, stderr=log, stdin=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        m = re.search(r"listening on http://([\d.]+):(\d+)", Path(log.name).read_text(errors="replace"))
-        if m:
-            return proc, (m.group(1), int(m.group(2)))
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    proc.kill()
-    raise SystemExit(f"server did not start:\n{Path(log.name).read_text()}")
+    proc, addr, _ = server_process.start([str(binary), "serve", "-m", str(model), "--port", "0", "--quiet",
+                                          "--no-log-requests", *args], "k2serve-", 120)
+    return proc, addr
 
 
 def stream(addr, path: str, body: dict) -> dict:

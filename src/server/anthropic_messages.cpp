@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "server/api_error.h"
+#include "server/request_fields.h"
 #include "text/py_json.h"
 
 namespace k2 {
@@ -13,14 +14,8 @@ namespace {
 
 using ojson = nlohmann::ordered_json;
 
-[[noreturn]] void bad(const std::string& param, const std::string& message) {
-  throw ApiError(400, message, param, "invalid_request_error");
-}
-
-const ojson* field(const ojson& j, const char* name) {
-  auto it = j.find(name);
-  return it == j.end() || it->is_null() ? nullptr : &*it;
-}
+using request_fields::bad;
+using request_fields::field;
 
 // Text of a string or an array of text blocks (system prompts, tool results).
 std::string text_of(const ojson& v, const std::string& where) {

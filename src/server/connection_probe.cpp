@@ -39,6 +39,18 @@ bool ConnectionProbe::matches(int fd) const {
   return socket_endpoint(fd, false, host, port) && port == local_port_ && (local_addr_.empty() || host == local_addr_);
 }
 
+bool ConnectionProbe::lost_peer_on_our_end(int fd) const {
+  sockaddr_storage addr{};
+  socklen_t len = sizeof(addr);
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0 || errno != ENOTCONN) return false;
+  int listening = 0;  // the listening socket has no peer either
+  socklen_t size = sizeof(listening);
+  if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &size) != 0 || listening) return false;
+  std::string host;
+  int port = 0;
+  return socket_endpoint(fd, false, host, port) && port == local_port_ && (local_addr_.empty() || host == local_addr_);
+}
+
 bool ConnectionProbe::peer_closed() {
   if (remote_port_ <= 0) return false;
   if (fd_ >= 0 && !matches(fd_)) return true;  // our socket was closed (and its number maybe reused)
@@ -46,6 +58,10 @@ bool ConnectionProbe::peer_closed() {
     if (searched_) return false;
     searched_ = true;
     const long max_fd = std::min(sysconf(_SC_OPEN_MAX), 65536L);
+    // A socket whose peer reset the connection has no peer address any more (getpeername: ENOTCONN), so it
+    // matches nothing. Ours, were it still connected, would match; so when nothing matches but a socket on our
+    // local endpoint has lost its peer, ours is that one (or closed): the client is gone.
+    bool reset_socket_seen = false;
     for (int fd = 0; fd < max_fd; ++fd) {
       struct stat st {};
       if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) continue;
@@ -53,8 +69,9 @@ bool ConnectionProbe::peer_closed() {
         fd_ = fd;
         break;
       }
+      reset_socket_seen = reset_socket_seen || lost_peer_on_our_end(fd);
     }
-    if (fd_ < 0) return false;
+    if (fd_ < 0) return reset_socket_seen;
   }
   char c;
   const ssize_t n = recv(fd_, &c, 1, MSG_PEEK | MSG_DONTWAIT);

@@ -21,6 +21,7 @@ class ConnectionProbe {
 
  private:
   bool matches(int fd) const;
+  bool lost_peer_on_our_end(int fd) const;  // a socket on our local endpoint whose peer reset the connection
   std::string local_addr_, remote_addr_;
   int local_port_, remote_port_;
   int fd_ = -1;

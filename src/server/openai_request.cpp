@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "server/api_error.h"
+#include "server/request_fields.h"
 
 namespace k2 {
 namespace {
@@ -24,19 +25,13 @@ std::string type_name(const ojson& v) {
   return "an object";
 }
 
-[[noreturn]] void bad(const std::string& param, const std::string& message) {
-  throw ApiError(400, message, param, "invalid_request_error");
-}
+using request_fields::bad;
 
 [[noreturn]] void wrong_type(const std::string& param, const std::string& expected, const ojson& v) {
   bad(param, fmt::format("'{}' must be {}, got {}", param, expected, type_name(v)));
 }
 
-// A present, non-null field.
-const ojson* field(const ojson& body, const char* name) {
-  auto it = body.find(name);
-  return it == body.end() || it->is_null() ? nullptr : &*it;
-}
+using request_fields::field;
 
 bool get_bool(const ojson& body, const char* name, bool fallback) {
   const ojson* v = field(body, name);

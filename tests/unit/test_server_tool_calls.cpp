@@ -15,7 +15,7 @@ struct Outcome {
   bool stopped = false;
 };
 
-Outcome run(const std::string& text, OutputOptions o, size_t piece) {
+Outcome assemble(const std::string& text, OutputOptions o, size_t piece) {
   OutputAssembler a(std::move(o));
   Outcome r;
   auto add = [&](OutputDelta d) {
@@ -44,7 +44,7 @@ TEST(ServerToolCalls, DeepSeekFormatForAnySplit) {
   for (size_t piece : {1, 2, 5, 13, 1000}) {
     OutputOptions o = tools(ToolCallFormat::DeepSeek);
     o.first_call_number = 3;
-    Outcome r = run(kDeepSeek, o, piece);
+    Outcome r = assemble(kDeepSeek, o, piece);
     EXPECT_EQ(r.content, "Checking.") << piece;
     ASSERT_EQ(r.calls.size(), 2u) << piece;
     EXPECT_EQ(r.calls[0].name, "get_weather");
@@ -56,13 +56,13 @@ TEST(ServerToolCalls, DeepSeekFormatForAnySplit) {
     EXPECT_EQ(r.calls[1].arguments, "{}");
   }
   // Kimi markers mean nothing in DeepSeek mode, and the other way round.
-  EXPECT_TRUE(run(kDeepSeek, tools(ToolCallFormat::Kimi), 3).calls.empty());
+  EXPECT_TRUE(assemble(kDeepSeek, tools(ToolCallFormat::Kimi), 3).calls.empty());
 }
 
 TEST(ServerToolCalls, ArgumentsStreamBeforeTheCallEnds) {
   const std::string text = "<|tool_calls_section_begin|><|tool_call_begin|>functions.f:0<|tool_call_argument_begin|> "
                            "{\"text\": \"a long argument\"} <|tool_call_end|><|tool_calls_section_end|>";
-  Outcome r = run(text, tools(ToolCallFormat::Kimi), 4);
+  Outcome r = assemble(text, tools(ToolCallFormat::Kimi), 4);
   ASSERT_EQ(r.calls.size(), 1u);
   EXPECT_EQ(r.calls[0].arguments, "{\"text\": \"a long argument\"}");  // trimmed, as the whole-text parser does
   int first = -1, fragments = 0;
@@ -88,17 +88,17 @@ TEST(ServerToolCalls, ParallelFalseStopsAfterTheFirstCall) {
                            "<|tool_call_end|><|tool_call_begin|>functions.b:1<|tool_call_argument_begin|>{}<|tool_call_end|>";
   OutputOptions o = tools(ToolCallFormat::Kimi);
   o.parallel_tool_calls = false;
-  Outcome r = run(text, o, 3);
+  Outcome r = assemble(text, o, 3);
   EXPECT_TRUE(r.stopped);
   ASSERT_EQ(r.calls.size(), 1u);
   EXPECT_EQ(r.calls[0].name, "a");
-  EXPECT_EQ(run(text, tools(ToolCallFormat::Kimi), 3).calls.size(), 2u);
+  EXPECT_EQ(assemble(text, tools(ToolCallFormat::Kimi), 3).calls.size(), 2u);
 }
 
 TEST(ServerToolCalls, ForcedDeepSeekCallAndContentAfterSection) {
   OutputOptions o = tools(ToolCallFormat::DeepSeek);
   o.forced_tool_prefix = "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>f<｜tool▁sep｜>";
-  Outcome r = run("{\"q\": 1}<｜tool▁call▁end｜><｜tool▁calls▁end｜> done", o, 2);
+  Outcome r = assemble("{\"q\": 1}<｜tool▁call▁end｜><｜tool▁calls▁end｜> done", o, 2);
   ASSERT_EQ(r.calls.size(), 1u);
   EXPECT_EQ(r.calls[0].name, "f");
   EXPECT_EQ(r.calls[0].arguments, "{\"q\": 1}");
